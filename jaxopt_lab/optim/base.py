@@ -1,0 +1,191 @@
+"""Foundations shared by every optimizer: composition, parameter updates, pytree
+arithmetic and hyperparameter validation.
+
+Every optimizer in :mod:`jaxopt_lab.optim` is an :class:`optax.GradientTransformation`
+(``init(params) -> state``, ``update(updates, state, params=None) -> (updates, state)``)
+built from the small pieces here, so ours and optax's compose freely.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
+
+
+# --------------------------------------------------------------------------- composition
+
+
+def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+    """Compose transformations left to right: ``u <- t_k(...t_2(t_1(g)))``.
+
+    The state is the tuple of the inner states. Extra keyword arguments given to
+    ``update`` (the objective's ``value``, ``grad``, ``value_fn`` for L-BFGS) are passed
+    to the transformations that accept them and ignored by the others.
+    """
+    transforms = tuple(optax.with_extra_args_support(t) for t in transforms)
+
+    def init_fn(params: PyTree) -> tuple:
+        return tuple(t.init(params) for t in transforms)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        if len(state) != len(transforms):
+            raise ValueError(
+                f"chain: state holds {len(state)} inner states but the chain has "
+                f"{len(transforms)} transformations"
+            )
+        new_state = []
+        for t, s in zip(transforms, state, strict=True):
+            updates, s = t.update(updates, s, params, **extra_args)
+            new_state.append(s)
+        return updates, tuple(new_state)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
+    """Return ``params + updates``, each leaf kept in its parameter's dtype."""
+    check_same_structure(updates, params, "updates", "params")
+    return jax.tree.map(
+        lambda p, u: None if p is None else jnp.asarray(p + u).astype(jnp.asarray(p).dtype),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
+
+
+# --------------------------------------------------------------------------- pytree arithmetic
+
+
+def check_same_structure(tree: PyTree, reference: PyTree, name: str, reference_name: str) -> None:
+    """Raise ``ValueError`` if ``tree`` does not have the pytree structure of ``reference``."""
+    tree_def = jax.tree.structure(tree)
+    ref_def = jax.tree.structure(reference)
+    if tree_def != ref_def:
+        raise ValueError(
+            f"the structure of {name} differs from the structure of {reference_name}: "
+            f"got {tree_def}, expected {ref_def}"
+        )
+
+
+def tree_zeros_like(tree: PyTree, dtype: jnp.dtype | None = None) -> PyTree:
+    """Zeros shaped like ``tree`` (in ``dtype`` if given, else each leaf's own dtype)."""
+    return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)
+
+
+def tree_full_like(tree: PyTree, fill_value: float, dtype: jnp.dtype | None = None) -> PyTree:
+    """A constant ``fill_value`` shaped like ``tree``."""
+    return jax.tree.map(lambda x: jnp.full_like(x, fill_value, dtype=dtype), tree)
+
+
+def tree_scale(scalar: jax.Array | float, tree: PyTree) -> PyTree:
+    """``scalar * tree``, leafwise, keeping each leaf's dtype."""
+    return jax.tree.map(lambda x: (scalar * x).astype(x.dtype), tree)
+
+
+def tree_add_scaled(tree_x: PyTree, scalar: jax.Array | float, tree_y: PyTree) -> PyTree:
+    """``x + scalar * y``, leafwise, keeping the dtype of ``x``."""
+    return jax.tree.map(lambda x, y: (x + scalar * y).astype(x.dtype), tree_x, tree_y)
+
+
+def tree_sub(tree_x: PyTree, tree_y: PyTree) -> PyTree:
+    """``x - y``, leafwise."""
+    return jax.tree.map(jnp.subtract, tree_x, tree_y)
+
+
+def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
+    """Inner product ``<x, y>`` summed over all leaves (accumulated in float32 or wider)."""
+    parts = jax.tree.map(
+        lambda x, y: jnp.vdot(x.astype(_accum_dtype(x)), y.astype(_accum_dtype(x))).real,
+        tree_x,
+        tree_y,
+    )
+    return sum(jax.tree.leaves(parts), jnp.zeros((), _accum_dtype_of_tree(tree_x)))
+
+
+def tree_l2_norm(tree: PyTree, squared: bool = False) -> jax.Array:
+    """Euclidean norm of all leaves taken together as one vector."""
+    sq = tree_vdot(tree, tree)
+    return sq if squared else jnp.sqrt(sq)
+
+
+def tree_size(tree: PyTree) -> int:
+    """Total number of elements over all leaves."""
+    return sum(int(jnp.size(x)) for x in jax.tree.leaves(tree))
+
+
+def tree_bytes(tree: PyTree) -> int:
+    """Total bytes held by the array leaves of ``tree``."""
+    return sum(int(jnp.size(x)) * jnp.asarray(x).dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def tree_cast(tree: PyTree, dtype: jnp.dtype | None) -> PyTree:
+    """Cast every leaf to ``dtype`` (no-op when ``dtype`` is None)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: x.astype(dtype), tree)
+
+
+def _accum_dtype(x: jax.Array) -> jnp.dtype:
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
+def _accum_dtype_of_tree(tree: PyTree) -> jnp.dtype:
+    leaves = jax.tree.leaves(tree)
+    return _accum_dtype(leaves[0]) if leaves else jnp.float32
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _concrete(value: Any) -> float | None:
+    """The value as a Python float, or None when it is traced (e.g. a vmapped sweep)."""
+    if isinstance(value, jax.core.Tracer):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    arr = jnp.asarray(value)
+    if arr.ndim != 0:
+        raise ValueError(f"expected a scalar hyperparameter, got an array of shape {arr.shape}")
+    return float(arr)
+
+
+def check_learning_rate(learning_rate: ScalarOrSchedule, name: str = "learning_rate") -> None:
+    """A learning rate is a schedule (any callable) or a number > 0."""
+    if callable(learning_rate):
+        return
+    check_positive(name, learning_rate)
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value > 0``."""
+    v = _concrete(value)
+    if v is not None and not v > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def check_non_negative(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value >= 0``."""
+    v = _concrete(value)
+    if v is not None and not v >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+
+
+def check_unit_interval(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``0 <= value < 1`` (betas, decays)."""
+    v = _concrete(value)
+    if v is not None and not 0 <= v < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
