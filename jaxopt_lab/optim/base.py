@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +21,15 @@ ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 
 
 # --------------------------------------------------------------------------- composition
+
+
+class EmptyState(NamedTuple):
+    """State of a stateless transformation."""
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """``count + 1``, saturating at the integer dtype's maximum instead of wrapping."""
+    return jnp.where(count < jnp.iinfo(count.dtype).max, count + 1, count)
 
 
 def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
