@@ -11,9 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-COMMANDS: tuple = ()
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxopt-lab",
@@ -29,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 
+
+# The subcommands, in the order `jaxopt-lab --help` lists them (defined above).
+COMMANDS: tuple = ()
 
 if __name__ == "__main__":
     sys.exit(main())
