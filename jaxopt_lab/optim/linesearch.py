@@ -1,0 +1,362 @@
+r"""Line searches along a descent direction :math:`d` from a point :math:`x`.
+
+Both searches look at :math:`\phi(t) = f(x + t d)` and its slope
+:math:`\phi'(t) = \langle \nabla f(x + t d), d \rangle`, where :math:`\phi'(0) < 0`.
+
+- :func:`zoom_search` finds a step satisfying the strong Wolfe conditions
+
+  .. math:: \phi(t) \le \phi(0) + c_1 t \phi'(0), \qquad |\phi'(t)| \le c_2 |\phi'(0)|
+
+  by expanding the trial step until a bracket is found, then shrinking the bracket
+  ("zoom") with safeguarded cubic interpolation.
+- :func:`backtracking_search` finds a step satisfying the Armijo (sufficient decrease)
+  condition alone, shrinking the step by quadratic interpolation.
+
+One evaluation is one call of ``value_and_grad_fn``. The accepted point's value and
+gradient are returned, so an optimizer never evaluates it again: a search whose first
+trial is accepted costs exactly one evaluation. Each search is one ``lax.while_loop`` with
+a bounded number of evaluations; when it finds no sufficient decrease it returns step 0
+(the starting point) and ``failed=True``, never NaN.
+
+:func:`scale_by_zoom_linesearch` and :func:`scale_by_backtracking_linesearch` wrap the
+searches as gradient transformations that scale the incoming direction by the step and
+keep the accepted value and gradient in their state (see :func:`value_and_grad_from_state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_lab.optim.base import (
+    PyTree,
+    check_positive,
+    check_positive_int,
+    tree_add_scaled,
+    tree_scale,
+    tree_vdot,
+    tree_zeros_like,
+)
+
+ValueAndGradFn = Callable[[PyTree], tuple[jax.Array, PyTree]]
+
+
+class LineSearchResult(NamedTuple):
+    """Outcome of one line search: the accepted step and the objective there."""
+
+    step: jax.Array
+    value: jax.Array
+    grad: PyTree
+    fevals: jax.Array
+    failed: jax.Array
+
+
+class _Point(NamedTuple):
+    step: jax.Array
+    value: jax.Array
+    slope: jax.Array
+    grad: PyTree
+
+
+def _select(condition: jax.Array, on_true: PyTree, on_false: PyTree) -> PyTree:
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
+
+
+def _check_wolfe_constants(c1: float, c2: float | None = None) -> None:
+    if not 0 < c1 < 1:
+        raise ValueError(f"c1 must lie in (0, 1), got {c1!r}")
+    if c2 is not None and not c1 < c2 < 1:
+        raise ValueError(f"c2 must lie in (c1, 1) = ({c1}, 1), got {c2!r}")
+
+
+def _evaluate(
+    value_and_grad_fn: ValueAndGradFn, params: PyTree, direction: PyTree, step: jax.Array
+) -> _Point:
+    value, grad = value_and_grad_fn(tree_add_scaled(params, step, direction))
+    slope = tree_vdot(grad, direction).astype(step.dtype)
+    return _Point(step, jnp.asarray(value, step.dtype), slope, grad)
+
+
+def _start(value: jax.Array, grad: PyTree, direction: PyTree) -> _Point:
+    slope = tree_vdot(grad, direction)
+    value = jnp.asarray(value, slope.dtype)
+    return _Point(jnp.zeros((), slope.dtype), value, slope, grad)
+
+
+def _cubic_minimizer(lo: _Point, hi: _Point) -> jax.Array:
+    """Minimiser of the cubic through ``(t, phi, phi')`` at both ends, bisection if unsafe."""
+    width = hi.step - lo.step
+    d1 = lo.slope + hi.slope - 3 * (lo.value - hi.value) / (lo.step - hi.step)
+    radicand = d1**2 - lo.slope * hi.slope
+    d2 = jnp.sign(width) * jnp.sqrt(jnp.maximum(radicand, 0))
+    step = hi.step - width * (hi.slope + d2 - d1) / (hi.slope - lo.slope + 2 * d2)
+    low, high = jnp.minimum(lo.step, hi.step), jnp.maximum(lo.step, hi.step)
+    margin = 0.1 * jnp.abs(width)
+    safe = (radicand >= 0) & (step >= low + margin) & (step <= high - margin)
+    return jnp.where(safe & jnp.isfinite(step), step, lo.step + 0.5 * width)
+
+
+class _ZoomCarry(NamedTuple):
+    lo: _Point
+    hi: _Point
+    bracketed: jax.Array
+    next_step: jax.Array
+    accepted: jax.Array
+    fevals: jax.Array
+
+
+def zoom_search(
+    value_and_grad_fn: ValueAndGradFn,
+    params: PyTree,
+    value: jax.Array,
+    grad: PyTree,
+    direction: PyTree,
+    *,
+    initial_step: float | jax.Array = 1.0,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    max_steps: int = 20,
+    expansion: float = 4.0,
+) -> LineSearchResult:
+    r"""Strong-Wolfe line search (bracketing, then zoom by cubic interpolation).
+
+    Trial steps grow by ``expansion`` from ``initial_step`` until a step violates
+    sufficient decrease, fails to decrease below the best point, or has
+    :math:`\phi' \ge 0`; the bracket ``[lo, hi]`` then shrinks by safeguarded cubic
+    interpolation. ``lo`` is always the lowest point satisfying sufficient decrease, so
+    when ``max_steps`` evaluations pass without meeting the curvature condition the
+    search returns ``lo`` (``failed`` only when ``lo`` is still the starting point).
+    """
+    origin = _start(value, grad, direction)
+    dtype = origin.slope.dtype
+
+    def is_running(carry: _ZoomCarry) -> jax.Array:
+        return ~carry.accepted & (carry.fevals < max_steps) & (origin.slope < 0)
+
+    def search_step(carry: _ZoomCarry) -> _ZoomCarry:
+        lo, hi = carry.lo, carry.hi
+        step = jnp.where(carry.bracketed, _cubic_minimizer(lo, hi), carry.next_step)
+        trial = _evaluate(value_and_grad_fn, params, direction, step)
+        decreases = (
+            jnp.isfinite(trial.value)
+            & (trial.value <= origin.value + c1 * step * origin.slope)
+            & (trial.value < lo.value)
+        )
+        flat_enough = jnp.abs(trial.slope) <= c2 * jnp.abs(origin.slope)
+        # With the minimum between lo and the trial, the old lo bounds the bracket.
+        turned = jnp.where(
+            carry.bracketed, trial.slope * (hi.step - lo.step) >= 0, trial.slope >= 0
+        )
+        # hi keeps no gradient: it is never the accepted point.
+        new_hi = _select(
+            decreases, _select(turned, lo._replace(grad=None), hi), trial._replace(grad=None)
+        )
+        return _ZoomCarry(
+            lo=_select(decreases, trial, lo),
+            hi=new_hi,
+            bracketed=carry.bracketed | ~decreases | turned,
+            next_step=step * expansion,
+            accepted=decreases & flat_enough,
+            fevals=carry.fevals + 1,
+        )
+
+    init = _ZoomCarry(
+        lo=origin,
+        hi=_Point(jnp.asarray(jnp.inf, dtype), origin.value, origin.slope, None),
+        bracketed=jnp.asarray(False),
+        next_step=jnp.asarray(initial_step, dtype),
+        accepted=jnp.asarray(False),
+        fevals=jnp.zeros((), jnp.int32),
+    )
+    final = jax.lax.while_loop(is_running, search_step, init)
+    best = final.lo
+    return LineSearchResult(best.step, best.value, best.grad, final.fevals, best.step == 0)
+
+
+def backtracking_search(
+    value_and_grad_fn: ValueAndGradFn,
+    params: PyTree,
+    value: jax.Array,
+    grad: PyTree,
+    direction: PyTree,
+    *,
+    initial_step: float | jax.Array = 1.0,
+    c1: float = 1e-4,
+    max_steps: int = 30,
+) -> LineSearchResult:
+    r"""Armijo backtracking: shrink :math:`t` until :math:`\phi(t) \le \phi(0) + c_1 t \phi'(0)`.
+
+    Each rejected step :math:`t` is replaced by the minimiser of the quadratic through
+    :math:`\phi(0), \phi'(0), \phi(t)`, kept within :math:`[0.1 t, 0.5 t]`.
+    """
+    origin = _start(value, grad, direction)
+    dtype = origin.slope.dtype
+
+    def sufficient(point: _Point) -> jax.Array:
+        return jnp.isfinite(point.value) & (
+            point.value <= origin.value + c1 * point.step * origin.slope
+        )
+
+    def is_running(carry: tuple[_Point, jax.Array]) -> jax.Array:
+        trial, fevals = carry
+        return (fevals < max_steps) & ~((fevals > 0) & sufficient(trial)) & (origin.slope < 0)
+
+    def search_step(carry: tuple[_Point, jax.Array]) -> tuple[_Point, jax.Array]:
+        trial, fevals = carry
+        t = trial.step
+        curvature = trial.value - origin.value - origin.slope * t
+        shrunk = -origin.slope * t**2 / (2 * curvature)
+        shrunk = jnp.where(jnp.isfinite(shrunk), shrunk, 0.5 * t)
+        step = jnp.where(fevals == 0, t, jnp.clip(shrunk, 0.1 * t, 0.5 * t))
+        return _evaluate(value_and_grad_fn, params, direction, step), fevals + 1
+
+    first = origin._replace(step=jnp.asarray(initial_step, dtype))
+    trial, fevals = jax.lax.while_loop(is_running, search_step, (first, jnp.zeros((), jnp.int32)))
+    ok = (fevals > 0) & sufficient(trial)
+    best = _select(ok, trial, origin)
+    return LineSearchResult(best.step, best.value, best.grad, fevals, ~ok)
+
+
+# --------------------------------------------------------------------------- transformations
+
+
+class LineSearchState(NamedTuple):
+    """The last accepted step, the objective's value and gradient there, and counters."""
+
+    step: jax.Array
+    value: jax.Array
+    grad: PyTree
+    fevals: jax.Array
+    searches: jax.Array
+    failed: jax.Array
+
+
+def _linesearch_transformation(
+    search: Callable[..., LineSearchResult],
+) -> optax.GradientTransformationExtraArgs:
+    def init_fn(params: PyTree) -> LineSearchState:
+        dtype = jnp.promote_types(jax.tree.leaves(params)[0].dtype, jnp.float32)
+        return LineSearchState(
+            step=jnp.zeros((), dtype),
+            value=jnp.asarray(jnp.inf, dtype),
+            grad=tree_zeros_like(params),
+            fevals=jnp.zeros((), jnp.int32),
+            searches=jnp.zeros((), jnp.int32),
+            failed=jnp.asarray(False),
+        )
+
+    def update_fn(updates, state, params=None, *, value, grad, value_fn, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError("a line search needs params (the current point)")
+        result = search(jax.value_and_grad(value_fn), params, value, grad, updates)
+        new_state = LineSearchState(
+            step=result.step,
+            value=result.value,
+            grad=result.grad,
+            fevals=state.fevals + result.fevals,
+            searches=state.searches + 1,
+            failed=result.failed,
+        )
+        return tree_scale(result.step, updates), new_state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def scale_by_zoom_linesearch(
+    c1: float = 1e-4, c2: float = 0.9, max_steps: int = 20, initial_step: float = 1.0
+) -> optax.GradientTransformationExtraArgs:
+    r"""Scale the direction :math:`d` by a strong-Wolfe step :math:`t` (:func:`zoom_search`).
+
+    ``update(d, state, params, value=f(x), grad=g, value_fn=f)`` returns :math:`t d`; the
+    state keeps :math:`f(x + t d)` and :math:`\nabla f(x + t d)` for the next iteration.
+    """
+    _check_wolfe_constants(c1, c2)
+    check_positive_int("max_steps", max_steps)
+    check_positive("initial_step", initial_step)
+
+    def search(value_and_grad_fn, params, value, grad, direction):
+        return zoom_search(
+            value_and_grad_fn,
+            params,
+            value,
+            grad,
+            direction,
+            initial_step=initial_step,
+            c1=c1,
+            c2=c2,
+            max_steps=max_steps,
+        )
+
+    return _linesearch_transformation(search)
+
+
+def scale_by_backtracking_linesearch(
+    c1: float = 1e-4, max_steps: int = 30, initial_step: float = 1.0
+) -> optax.GradientTransformationExtraArgs:
+    r"""Scale the direction :math:`d` by an Armijo step :math:`t` (:func:`backtracking_search`).
+
+    Same calling convention and state as :func:`scale_by_zoom_linesearch`.
+    """
+    _check_wolfe_constants(c1)
+    check_positive_int("max_steps", max_steps)
+    check_positive("initial_step", initial_step)
+
+    def search(value_and_grad_fn, params, value, grad, direction):
+        return backtracking_search(
+            value_and_grad_fn,
+            params,
+            value,
+            grad,
+            direction,
+            initial_step=initial_step,
+            c1=c1,
+            max_steps=max_steps,
+        )
+
+    return _linesearch_transformation(search)
+
+
+def linesearch_state(state: Any) -> LineSearchState | None:
+    """The :class:`LineSearchState` inside an optimizer state (a chain's tuple), or None."""
+    found = [
+        s
+        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, LineSearchState))
+        if isinstance(s, LineSearchState)
+    ]
+    if len(found) > 1:
+        raise ValueError(f"the optimizer state holds {len(found)} line-search states, expected 1")
+    return found[0] if found else None
+
+
+def value_and_grad_from_state(
+    fun: Callable[[PyTree], jax.Array],
+) -> Callable[..., tuple[jax.Array, PyTree]]:
+    """Like ``jax.value_and_grad(fun)``, but reuses the line search's accepted point.
+
+    ``value_and_grad_from_state(f)(params, state=opt_state)`` evaluates ``f`` only before
+    the first line search; afterwards it returns the value and gradient the line search
+    already computed at ``params``, so a user loop pays no extra evaluation per step.
+    """
+    value_and_grad = jax.value_and_grad(fun)
+
+    def fetch(params: PyTree, *, state: Any) -> tuple[jax.Array, PyTree]:
+        stored = linesearch_state(state)
+        if stored is None:
+            raise ValueError("state holds no line-search state; use jax.value_and_grad instead")
+        return jax.lax.cond(
+            stored.searches > 0,
+            lambda: (stored.value, stored.grad),
+            lambda: _value_as(value_and_grad(params), stored.value.dtype),
+        )
+
+    return fetch
+
+
+def _value_as(value_and_grad: tuple[jax.Array, PyTree], dtype) -> tuple[jax.Array, PyTree]:
+    value, grad = value_and_grad
+    return jnp.asarray(value, dtype), grad
