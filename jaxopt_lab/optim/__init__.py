@@ -36,9 +36,41 @@ from jaxopt_lab.optim.first_order import (
     scale_by_stddev,
     sgd,
 )
+from jaxopt_lab.optim.lbfgs import (
+    LbfgsInfo,
+    ScaleByLbfgsState,
+    lbfgs,
+    lbfgs_info,
+    scale_by_lbfgs,
+)
+from jaxopt_lab.optim.linesearch import (
+    LineSearchResult,
+    LineSearchState,
+    backtracking_search,
+    scale_by_backtracking_linesearch,
+    scale_by_zoom_linesearch,
+    value_and_grad_from_state,
+    zoom_search,
+)
 from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer
+from jaxopt_lab.optim.solvers import METHODS, OptimizeResult, minimize
 
 __all__ = [
+    "METHODS",
+    "LbfgsInfo",
+    "LineSearchResult",
+    "LineSearchState",
+    "OptimizeResult",
+    "ScaleByLbfgsState",
+    "backtracking_search",
+    "lbfgs",
+    "lbfgs_info",
+    "minimize",
+    "scale_by_backtracking_linesearch",
+    "scale_by_lbfgs",
+    "scale_by_zoom_linesearch",
+    "value_and_grad_from_state",
+    "zoom_search",
     "OPTIMIZER_NAMES",
     "AdamState",
     "ApplyIfFiniteState",
