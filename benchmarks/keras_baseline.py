@@ -1,0 +1,172 @@
+"""The seed job in Keras and in jaxopt_lab, on the same machine in the same run.
+
+Keras: the classic quickstart (Sequential Flatten, Dense(128, relu), Dropout(0.2),
+Dense(10, softmax); adam, sparse categorical cross-entropy, ``fit`` with batch 32 for
+5 epochs, the test set as validation data). jaxopt_lab: ``jaxopt-lab train`` with the
+same settings, run as a subprocess so that TensorFlow and JAX do not share threads.
+Both read the same TFDS MNIST arrays.
+
+Reported: training wall time of each (Keras: the ``fit`` call; jaxopt_lab:
+``train_seconds`` from metrics.json, compilation included, dataset preparation
+excluded), their ratio, final test accuracy, and time-to-accuracy: the wall time until
+the per-epoch test accuracy first reaches 0.97 and 0.98 (evaluation time included for
+both, as both evaluate the test set after every epoch).
+
+    python benchmarks/keras_baseline.py --out runs/bench/keras.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TARGETS = (0.97, 0.98)
+
+# (label, extra `jaxopt-lab train` arguments); the seed settings first.
+JAX_CONFIGS = (
+    ("seed: adam 1e-3, batch 32", ["--batch-size", "32", "--learning-rate", "1e-3"]),
+    ("adam 2e-3, batch 128", ["--batch-size", "128", "--learning-rate", "2e-3"]),
+    ("adam 3e-3, batch 256", ["--batch-size", "256", "--learning-rate", "3e-3"]),
+)
+
+
+def time_to_targets(cumulative_seconds: list[float], accuracies: list[float]) -> dict:
+    """Seconds until the accuracy first reaches each target (None if never)."""
+    reached = {}
+    for target in TARGETS:
+        hits = [t for t, a in zip(cumulative_seconds, accuracies, strict=True) if a >= target]
+        reached[f"{target:.2f}"] = hits[0] if hits else None
+    return reached
+
+
+def run_keras(epochs: int, batch_size: int) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from jaxopt_lab.data import load_dataset
+
+    data = load_dataset("mnist")
+    x_train = np.asarray(data.train_images, np.float32)[..., 0] / 255.0
+    x_test = np.asarray(data.test_images, np.float32)[..., 0] / 255.0
+    y_train, y_test = np.asarray(data.train_labels), np.asarray(data.test_labels)
+
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.models.Sequential(
+        [
+            tf.keras.Input(shape=(28, 28)),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(128, activation="relu"),
+            tf.keras.layers.Dropout(0.2),
+            tf.keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    class EpochClock(tf.keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start, self.ends = time.perf_counter(), []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.ends.append(time.perf_counter() - self.start)
+
+    clock = EpochClock()
+    start = time.perf_counter()
+    history = model.fit(
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_data=(x_test, y_test),
+        callbacks=[clock],
+        verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    accuracies = [float(a) for a in history.history["val_accuracy"]]
+    return {
+        "train_seconds": seconds,
+        "test_accuracy": accuracies[-1],
+        "val_accuracy_per_epoch": accuracies,
+        "time_to_accuracy": time_to_targets(clock.ends, accuracies),
+    }
+
+
+def run_jaxopt(epochs: int, extra_args: list[str], out: Path) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "jaxopt_lab.cli",
+        "train",
+        "--optimizer",
+        "adam",
+        "--epochs",
+        str(epochs),
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        *extra_args,
+    ]
+    subprocess.run(command, check=True, env=os.environ.copy())
+    metrics = json.loads((out / "metrics.json").read_text())
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    cumulative, total = [], 0.0
+    for row in rows:
+        total += float(row["seconds"])
+        cumulative.append(total)
+    accuracies = [float(row["val_accuracy"]) for row in rows]
+    return {
+        "train_seconds": metrics["train_seconds"],
+        "test_accuracy": metrics["test_accuracy"],
+        "val_accuracy_per_epoch": accuracies,
+        "time_to_accuracy": time_to_targets(cumulative, accuracies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/keras.json"))
+    parser.add_argument("--seed-only", action="store_true", help="skip the faster configs")
+    args = parser.parse_args()
+
+    configs = JAX_CONFIGS[:1] if args.seed_only else JAX_CONFIGS
+    results = {"epochs": args.epochs, "jaxopt_lab": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, extra in configs:
+            results["jaxopt_lab"][label] = run_jaxopt(args.epochs, extra, Path(tmp) / label[:4])
+    results["keras"] = run_keras(args.epochs, batch_size=32)
+
+    keras = results["keras"]
+    seed = results["jaxopt_lab"][JAX_CONFIGS[0][0]]
+    results["speedup_seed_job"] = keras["train_seconds"] / seed["train_seconds"]
+    print(f"\n{'run':<28} {'train s':>8} {'test acc':>9} {'to 0.97 s':>10} {'to 0.98 s':>10}")
+    for label, r in [("keras quickstart, batch 32", keras), *results["jaxopt_lab"].items()]:
+        tta = r["time_to_accuracy"]
+        cells = [f"{tta[k]:>10.1f}" if tta[k] is not None else f"{'never':>10}" for k in tta]
+        print(
+            f"{label:<28} {r['train_seconds']:>8.1f} {r['test_accuracy']:>9.4f} {' '.join(cells)}"
+        )
+    print(f"\nseed job: jaxopt_lab is {results['speedup_seed_job']:.1f}x faster than Keras")
+    for target in ("0.97", "0.98"):
+        ours = [r["time_to_accuracy"][target] for r in results["jaxopt_lab"].values()]
+        ours = [t for t in ours if t is not None]
+        theirs = keras["time_to_accuracy"][target]
+        if ours and theirs:
+            ratio = theirs / min(ours)
+            results[f"time_to_{target}_speedup"] = ratio
+            print(f"time to {target}: fastest jaxopt_lab run is {ratio:.1f}x faster than Keras")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The benchmark harness: well-formed, finite records and a sane byte model."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxopt_lab import bench
+from jaxopt_lab.optim.base import tree_size
+
+
+def test_time_call_blocks_and_summarises():
+    timing = bench.time_call(jax.jit(lambda x: x @ x), jnp.ones((64, 64)), repeats=5)
+    assert 0 < timing.min_s <= timing.median_s and timing.iqr_s >= 0 and timing.repeats == 5
+    with pytest.raises(ValueError, match="repeats"):
+        bench.time_call(lambda: 0, repeats=0)
+
+
+@pytest.mark.parametrize("size", [1_000, 100_000, 3_000_000])
+def test_benchmark_params_have_about_the_requested_size(size):
+    params = jax.eval_shape(lambda: bench.benchmark_params(size))
+    assert 0.9 * size <= tree_size(params) <= 1.01 * size
+    assert {leaf.ndim for leaf in jax.tree.leaves(params)} == {1, 2}
+
+
+def test_step_records_are_finite_and_follow_the_byte_model():
+    records = bench.optimizer_benchmark(
+        ["sgd", "adam"], sizes=[20_000], repeats=3, rounds=1, progress=False
+    )
+    assert [r["optimizer"] for r in records] == ["sgd", "adam"]
+    sgd, adam = records
+    # Adam keeps two float32 moments per parameter (plus a scalar count), SGD none.
+    assert sgd["state_bytes_per_param"] == 0
+    assert adam["state_bytes_per_param"] == pytest.approx(8.0, rel=1e-3)
+    assert adam["bytes_moved"] == pytest.approx(3 * 4 * adam["size"] + 2 * 8 * adam["size"], 1e-3)
+    for r in records:
+        for key in (
+            "ratio_vs_optax",
+            "bandwidth_gbs",
+            "copy_bandwidth_gbs",
+            "fraction_of_copy_bandwidth",
+        ):
+            assert math.isfinite(r[key]) and r[key] > 0, key
+        assert r["ours"]["repeats"] == r["optax"]["repeats"] == 3
+    assert "adam" in bench.format_optimizer_table(records)
+
+
+def test_unknown_optimizer_is_rejected():
+    with pytest.raises(ValueError, match="unknown optimizers"):
+        bench.optimizer_benchmark(["lion"], sizes=[1000])
+
+
+def test_device_info_names_backend_and_versions():
+    info = bench.device_info()
+    assert info["backend"] == jax.default_backend() and info["jax_version"] == jax.__version__
