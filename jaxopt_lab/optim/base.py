@@ -8,6 +8,7 @@ built from the small pieces here, so ours and optax's compose freely.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -127,12 +128,15 @@ def tree_l2_norm(tree: PyTree, squared: bool = False) -> jax.Array:
 
 def tree_size(tree: PyTree) -> int:
     """Total number of elements over all leaves."""
-    return sum(int(jnp.size(x)) for x in jax.tree.leaves(tree))
+    return sum(math.prod(jnp.shape(x)) for x in jax.tree.leaves(tree))
 
 
 def tree_bytes(tree: PyTree) -> int:
     """Total bytes held by the array leaves of ``tree``."""
-    return sum(int(jnp.size(x)) * jnp.asarray(x).dtype.itemsize for x in jax.tree.leaves(tree))
+    return sum(
+        math.prod(jnp.shape(x)) * jnp.dtype(jnp.result_type(x)).itemsize
+        for x in jax.tree.leaves(tree)
+    )
 
 
 def tree_cast(tree: PyTree, dtype: jnp.dtype | None) -> PyTree:
