@@ -1,0 +1,81 @@
+"""The seed model: a Flax NNX multilayer perceptron for 28x28 images.
+
+``MLP()`` is the classic Keras quickstart network, Flatten -> Dense(128, ReLU) ->
+Dropout(0.2) -> Dense(10) (logits). Hidden sizes, activation, dropout rate and batch
+norm (after each hidden Dense, before the activation) are configurable.
+
+The model holds no random state of its own: dropout takes its key as a call argument,
+so the model can be split once (``nnx.split``) and merged inside pure, scanned and
+vmapped training steps (see :mod:`jaxopt_lab.train`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+from flax import nnx
+
+INPUT_SIZE = 28 * 28
+
+
+class MLP(nnx.Module):
+    """Multilayer perceptron returning class logits for flattened inputs.
+
+    Args:
+      hidden_sizes: width of each hidden layer, input side first.
+      num_classes: number of output logits.
+      activation: nonlinearity after each hidden layer.
+      dropout_rate: probability of dropping a hidden unit during training.
+      batch_norm: add ``nnx.BatchNorm`` after each hidden Dense layer.
+      input_size: number of input features once an example is flattened.
+      rngs: initialisation keys (``nnx.Rngs(seed)``).
+    """
+
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (128,),
+        num_classes: int = 10,
+        activation: Callable[[jax.Array], jax.Array] = nnx.relu,
+        dropout_rate: float = 0.2,
+        batch_norm: bool = False,
+        input_size: int = INPUT_SIZE,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if any(size < 1 for size in hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive, got {tuple(hidden_sizes)}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if not 0.0 <= dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
+        sizes = [input_size, *hidden_sizes]
+        self.hidden = nnx.List(
+            [
+                nnx.Linear(fan_in, fan_out, rngs=rngs)
+                for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True)
+            ]
+        )
+        self.norms = nnx.List(
+            [nnx.BatchNorm(size, rngs=rngs) for size in hidden_sizes] if batch_norm else []
+        )
+        self.dropout = nnx.Dropout(dropout_rate)
+        self.output = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+        self.activation = activation
+
+    def __call__(
+        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+    ) -> jax.Array:
+        """Logits for a batch ``x`` of shape ``(batch, ...)``.
+
+        With ``train=True`` dropout is applied with ``dropout_key`` (required when the
+        dropout rate is positive) and batch norm uses and updates batch statistics.
+        """
+        x = x.reshape(x.shape[0], -1)
+        for index, layer in enumerate(self.hidden):
+            x = layer(x)
+            if self.norms:
+                x = self.norms[index](x, use_running_average=not train)
+            x = self.activation(x)
+            x = self.dropout(x, deterministic=not train, rngs=dropout_key)
+        return self.output(x)
