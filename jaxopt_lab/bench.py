@@ -8,6 +8,7 @@ spread: wall time on shared machines is noisy, so a single number would mislead.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
@@ -259,3 +260,123 @@ def format_optimizer_table(records: Sequence[dict[str, Any]]) -> str:
             f"{r['state_bytes_per_param']:>13.1f}"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- training throughput
+
+
+def training_throughput(
+    images: jax.Array,
+    labels: jax.Array,
+    batch_sizes: Sequence[int] = (32, 128, 512, 1024, 4096),
+    *,
+    optimizer_name: str = "adam",
+    repeats: int = 3,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Samples per second of whole jitted training epochs of the seed MLP, per batch size.
+
+    Each epoch is one compiled call (:func:`jaxopt_lab.train.train_epoch`); its compile
+    time is reported separately and excluded from the throughput.
+    """
+    from flax import nnx
+
+    from jaxopt_lab.models import MLP
+    from jaxopt_lab.train import init_train_state, train_epoch
+
+    optimizer = make_optimizer(optimizer_name, LEARNING_RATE)
+    records = []
+    for batch_size in tqdm(batch_sizes, desc="training throughput", disable=not progress):
+        graphdef, state = init_train_state(MLP(rngs=nnx.Rngs(0)), optimizer)
+        epoch = jax.jit(
+            partial(train_epoch, graphdef=graphdef, optimizer=optimizer, batch_size=batch_size)
+        )
+        key = jax.random.key(0)
+        compile_s = time_compile(epoch, state, key, images, labels)
+        timing = time_call(epoch, state, key, images, labels, warmup=1, repeats=repeats)
+        samples = (labels.shape[0] // batch_size) * batch_size
+        records.append(
+            {
+                "batch_size": batch_size,
+                "optimizer": optimizer_name,
+                "samples_per_epoch": samples,
+                "epoch": timing.as_dict(),
+                "compile_s": compile_s,
+                "samples_per_s": samples / timing.median_s,
+            }
+        )
+    return records
+
+
+def format_throughput_table(records: Sequence[dict[str, Any]]) -> str:
+    """A plain-text table of :func:`training_throughput` records."""
+    header = f"{'batch':>6} {'epoch s':>9} {'samples/s':>11} {'compile s':>10}"
+    lines = [header, "-" * len(header)]
+    for r in records:
+        lines.append(
+            f"{r['batch_size']:>6} {r['epoch']['median_s']:>9.3f} "
+            f"{r['samples_per_s']:>11,.0f} {r['compile_s']:>10.2f}"
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the whole suite
+
+FULL_SIZES = (10**5, 10**6, 10**7, 10**8)
+QUICK_SIZES = (10**5, 10**6)
+FULL_BATCH_SIZES = (32, 128, 512, 1024, 4096)
+QUICK_BATCH_SIZES = (128, 1024)
+# Live float32 copies per parameter while a size is measured: params, grads, two
+# moments, for ours, optax's and the copy baseline at once, plus headroom.
+_BYTES_PER_PARAM = 4 * 12
+
+
+def available_memory_bytes() -> int:
+    """Memory the default device can hold: its allocator limit on GPU/TPU, RAM on CPU."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def run_suite(
+    *,
+    quick: bool = False,
+    sizes: Sequence[int] | None = None,
+    optimizers: Sequence[str] | None = None,
+    batch_sizes: Sequence[int] | None = None,
+    dataset: Any | None = None,
+    repeats: int | None = None,
+) -> dict[str, Any]:
+    """Optimizer steps (and, given a dataset, training throughput) with their settings.
+
+    Sizes that would not fit in half the device's memory are skipped and listed.
+    """
+    sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
+    optimizers = optimizers or tuple(OPTAX_TWINS)
+    batch_sizes = batch_sizes or (QUICK_BATCH_SIZES if quick else FULL_BATCH_SIZES)
+    repeats = repeats or (3 if quick else 10)
+    rounds = 2 if quick else 3
+    budget = available_memory_bytes() // 2
+    fitting = [s for s in sizes if s * _BYTES_PER_PARAM <= budget]
+    report: dict[str, Any] = {
+        "device": device_info(),
+        "settings": {
+            "quick": quick,
+            "sizes": list(fitting),
+            "skipped_sizes_memory": [s for s in sizes if s not in fitting],
+            "optimizers": list(optimizers),
+            "learning_rate": LEARNING_RATE,
+            "repeats": repeats,
+            "rounds": rounds,
+            "dtype": "float32",
+            "batch_sizes": list(batch_sizes) if dataset is not None else [],
+        },
+        "optimizers": optimizer_benchmark(optimizers, fitting, repeats=repeats, rounds=rounds),
+        "training": [],
+    }
+    if dataset is not None:
+        report["training"] = training_throughput(
+            dataset.train_images, dataset.train_labels, batch_sizes, repeats=max(2, repeats // 3)
+        )
+    return report

@@ -97,6 +97,72 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    """``bench``: optimizer step timings against optax and MNIST training throughput."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="time optimizer steps (vs optax and a streaming baseline) and training",
+        description="Time the jitted update+apply of every optimizer against optax's twin "
+        "and a same-bytes streaming step on parameter pytrees of several sizes, and the "
+        "MNIST MLP's training throughput per batch size. Writes JSON and a PNG.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    parser.add_argument("--out", default="runs/bench/bench.json", help="JSON file to write")
+    parser.add_argument(
+        "--sizes", type=float, nargs="+", default=None, help="parameter counts, e.g. 1e5 1e7"
+    )
+    parser.add_argument("--optimizers", nargs="+", default=None, help="default: all")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None)
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per round")
+    parser.add_argument(
+        "--skip-training", action="store_true", help="optimizer steps only (no MNIST)"
+    )
+    parser.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from jaxopt_lab import bench
+    from jaxopt_lab.plots import plot_bench
+
+    dataset = None
+    if not args.skip_training:
+        from jaxopt_lab.data import DatasetError, load_dataset
+
+        try:
+            dataset = load_dataset("mnist")
+        except DatasetError as error:
+            print(f"jaxopt-lab bench: error: {error}", file=sys.stderr)
+            return 1
+    try:
+        report = bench.run_suite(
+            quick=args.quick,
+            sizes=[int(s) for s in args.sizes] if args.sizes else None,
+            optimizers=args.optimizers,
+            batch_sizes=args.batch_sizes,
+            dataset=dataset,
+            repeats=args.repeats,
+        )
+    except ValueError as error:
+        print(f"jaxopt-lab bench: error: {error}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    plot_bench(report, out.with_suffix(".png"))
+    print(bench.format_optimizer_table(report["optimizers"]))
+    if report["training"]:
+        print()
+        print(bench.format_throughput_table(report["training"]))
+    skipped = report["settings"]["skipped_sizes_memory"]
+    if skipped:
+        print(f"skipped (not enough memory): {skipped}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxopt-lab",
@@ -114,7 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # The subcommands, in the order `jaxopt-lab --help` lists them (defined above).
-COMMANDS: tuple = (_add_train,)
+COMMANDS: tuple = (
+    _add_train,
+    _add_bench,
+)
 
 if __name__ == "__main__":
     sys.exit(main())
