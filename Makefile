@@ -9,7 +9,7 @@ export MNIST_DIR ?= $(abspath ../shared/data/mnist)
 # Where TFDS keeps prepared datasets (kept out of git, reused between runs).
 export TFDS_DATA_DIR ?= $(CURDIR)/.tfds
 
-.PHONY: help install test test-quick lint train bench bench-optim experiments experiments-quick clean
+.PHONY: help install test test-quick lint train bench bench-optim bench-keras experiments experiments-quick clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -31,10 +31,19 @@ test-quick: $(BIN)/.installed ## run the tests not marked slow
 	$(BIN)/pytest -m "not slow"
 
 lint: $(BIN)/.installed ## ruff check
-	$(BIN)/ruff check jaxopt_lab tests experiments
+	$(BIN)/ruff check jaxopt_lab tests experiments benchmarks
 
 train: $(BIN)/.installed ## the seed job: 784-128-10 MLP, Adam, 5 epochs, batch 32
 	$(BIN)/jaxopt-lab train --optimizer adam --learning-rate 1e-3 --epochs 5 --batch-size 32 --seed 0 --out runs/seed
+
+bench: $(BIN)/.installed ## optimizer steps 1e5..1e8 params vs optax + MNIST throughput -> runs/bench/
+	$(BIN)/jaxopt-lab bench --out runs/bench/bench.json
+
+bench-optim: $(BIN)/.installed ## the 10M-parameter update+apply table, ours/optax per optimizer
+	$(BIN)/jaxopt-lab bench --sizes 1e7 --repeats 20 --skip-training --out runs/bench/optim.json
+
+bench-keras: $(BIN)/.installed ## the seed job in Keras vs jaxopt-lab train, and time to 97/98%
+	$(BIN)/python benchmarks/keras_baseline.py --out runs/bench/keras.json
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -54,3 +54,18 @@ def test_unknown_optimizer_is_rejected():
 def test_device_info_names_backend_and_versions():
     info = bench.device_info()
     assert info["backend"] == jax.default_backend() and info["jax_version"] == jax.__version__
+
+
+def test_bench_command_writes_json_and_figure(tmp_path):
+    import json
+
+    from jaxopt_lab.cli import main
+
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--skip-training", "--sizes", "2e4", "--optimizers", "sgd", "adam"]
+    assert main([*args, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["device"]["backend"] == jax.default_backend()
+    assert [r["optimizer"] for r in report["optimizers"]] == ["sgd", "adam"]
+    assert all(math.isfinite(r["ratio_vs_optax"]) for r in report["optimizers"])
+    assert out.with_suffix(".png").stat().st_size > 10_000
