@@ -1,0 +1,21 @@
+"""Shared fixtures. ``mnist`` loads the real dataset once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# The same defaults as the Makefile, so a bare `pytest` finds the data too.
+os.environ.setdefault("MNIST_DIR", str((REPO / ".." / "shared" / "data" / "mnist").resolve()))
+os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".tfds"))
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """Real MNIST (60k train / 10k test) on the device, prepared offline from MNIST_DIR."""
+    from jaxopt_lab.data import load_dataset
+
+    return load_dataset("mnist")

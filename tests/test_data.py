@@ -1,0 +1,78 @@
+"""TFDS loading: real MNIST splits, and clear errors for missing or corrupt files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from jaxopt_lab import cli, data
+from jaxopt_lab.data import DatasetError, load_dataset
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+
+def test_mnist_splits_are_device_arrays_of_the_documented_shapes(mnist):
+    assert mnist.name == "mnist" and mnist.num_classes == 10
+    assert mnist.train_images.shape == (60000, 28, 28, 1)
+    assert mnist.test_images.shape == (10000, 28, 28, 1)
+    assert mnist.train_images.dtype == np.uint8 and mnist.train_labels.dtype == np.int32
+    assert mnist.train_labels.shape == (60000,) and mnist.test_labels.shape == (10000,)
+    counts = np.bincount(np.asarray(mnist.train_labels), minlength=10)
+    assert counts.sum() == 60000 and counts.min() > 5000  # every digit well represented
+    assert int(mnist.train_images.max()) == 255 and int(mnist.train_images.min()) == 0
+
+
+def test_unknown_dataset_name_is_rejected():
+    with pytest.raises(ValueError, match="unknown dataset 'cifar10'"):
+        load_dataset("cifar10")
+
+
+def test_empty_manual_dir_names_the_missing_files_and_where_they_go(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    with pytest.raises(DatasetError) as error:
+        load_dataset(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual), download=False)
+    message = str(error.value)
+    assert str(manual) in message
+    for filename in MNIST_FILES:
+        assert filename in message
+
+
+def test_truncated_file_gives_a_checksum_error(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    source = os.environ["MNIST_DIR"]
+    for filename in MNIST_FILES:
+        os.symlink(os.path.join(source, filename), manual / filename)
+    truncated = manual / "train-labels-idx1-ubyte.gz"
+    payload = truncated.read_bytes()[:1000]
+    truncated.unlink()
+    truncated.write_bytes(payload)
+    with pytest.raises(DatasetError, match="checksum mismatch") as error:
+        load_dataset(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual), download=False)
+    assert "train-labels-idx1-ubyte.gz" in str(error.value)
+
+
+def test_cli_reports_missing_files_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(data, "_resolves", lambda host: False)  # behave as offline
+    monkeypatch.delenv("MNIST_DIR")
+    code = cli.main(["train", "--data-dir", str(tmp_path / "tfds"), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert str(tmp_path / "tfds" / "downloads" / "manual") in err
+    assert "train-images-idx3-ubyte.gz" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_mnist_dir_is_not_used_for_other_datasets(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_DIR", str(tmp_path))
+    with pytest.raises(DatasetError, match="downloads/manual"):
+        load_dataset("fashion_mnist", data_dir=str(tmp_path / "tfds"), download=False)

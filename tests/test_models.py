@@ -1,0 +1,71 @@
+"""The NNX MLP: the seed architecture, dropout driven by explicit keys, options."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxopt_lab.models import MLP
+
+
+def param_shapes(model: nnx.Module) -> list[tuple[int, ...]]:
+    return sorted(x.shape for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def test_default_is_the_keras_quickstart_network():
+    model = MLP(rngs=nnx.Rngs(0))
+    assert param_shapes(model) == [(10,), (128,), (128, 10), (784, 128)]
+    assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == 101_770
+    logits = model(jnp.ones((3, 28, 28, 1)))
+    assert logits.shape == (3, 10)
+
+
+def test_dropout_only_in_training_and_reproducible_from_its_key():
+    model = MLP(dropout_rate=0.5, rngs=nnx.Rngs(0))
+    x = jax.random.uniform(jax.random.key(1), (4, 28, 28, 1))
+    key = jax.random.key(2)
+    np.testing.assert_array_equal(model(x), model(x))
+    train_a = model(x, train=True, dropout_key=key)
+    np.testing.assert_array_equal(train_a, model(x, train=True, dropout_key=key))
+    assert not np.allclose(train_a, model(x))
+    assert not np.allclose(train_a, model(x, train=True, dropout_key=jax.random.key(3)))
+
+
+def test_hidden_sizes_activation_and_batch_norm():
+    model = MLP(
+        hidden_sizes=(64, 32), num_classes=5, activation=nnx.tanh, batch_norm=True, rngs=nnx.Rngs(0)
+    )
+    assert param_shapes(model) == [
+        (5,),
+        (32,),
+        (32,),
+        (32,),
+        (32, 5),
+        (64,),
+        (64,),
+        (64,),
+        (64, 32),
+        (784, 64),
+    ]
+    stats = nnx.state(model, nnx.BatchStat)
+    assert len(jax.tree.leaves(stats)) == 4  # mean and var of both hidden layers
+    x = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))
+    model(x, train=True, dropout_key=jax.random.key(0))
+    updated = nnx.state(model, nnx.BatchStat)
+    assert not np.allclose(updated["norms"][0]["mean"].get_value(), 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"hidden_sizes": (0,)}, "hidden_sizes"),
+        ({"num_classes": 1}, "num_classes"),
+        ({"dropout_rate": 1.0}, "dropout_rate"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MLP(**kwargs, rngs=nnx.Rngs(0))
