@@ -29,7 +29,7 @@ vmapped function::
 
     def one_run(seed, learning_rate):
         optimizer = make_optimizer("adam", learning_rate)
-        _, state = init_train_state(MLP(rngs=nnx.Rngs(seed)), optimizer)
+        _, state = init_train_state(MLP(rngs=nnx.Rngs(jax.random.key(seed))), optimizer)
         return train_epoch(state, jax.random.key(seed), images, labels,
                            graphdef=graphdef, optimizer=optimizer, batch_size=32)
 

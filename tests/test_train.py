@@ -1,0 +1,240 @@
+"""Training on real MNIST: the seed job, resume, divergence, full batch, vmap, bfloat16."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxopt_lab import cli, data
+from jaxopt_lab.models import MLP
+from jaxopt_lab.optim import make_optimizer
+from jaxopt_lab.train import (
+    CHECKPOINT_FILE,
+    TrainingDivergedError,
+    evaluate,
+    fit,
+    init_train_state,
+    load_checkpoint,
+    train_epoch,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def small_mnist(mnist):
+    """The first 4096 training images (and the full test split): fast but real."""
+    return dataclasses.replace(
+        mnist, train_images=mnist.train_images[:4096], train_labels=mnist.train_labels[:4096]
+    )
+
+
+def params_of(model: nnx.Module) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def run_cli(tmp_path, *extra: str) -> dict:
+    """``jaxopt-lab train`` with the seed job's settings; returns its metrics.json."""
+    out = tmp_path / "run"
+    argv = ["train", "--optimizer", "adam", "--learning-rate", "1e-3", "--batch-size", "32"]
+    assert cli.main([*argv, "--seed", "0", "--out", str(out), *extra]) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_one_epoch_of_the_seed_job_writes_the_run_folder(mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: mnist)  # loaded once
+    metrics = run_cli(tmp_path, "--epochs", "1")
+    assert metrics["test_accuracy"] >= 0.945
+    assert metrics["epochs"] == 1 and metrics["batch_size"] == 32
+    assert metrics["optimizer"] == "adam" and metrics["learning_rate"] == 1e-3
+    assert metrics["train_seconds"] > 0 and metrics["device"]["backend"] == jax.default_backend()
+    out = tmp_path / "run"
+    with open(out / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1"]
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert float(rows[0]["val_accuracy"]) == pytest.approx(metrics["test_accuracy"])
+    for figure in ("learning_curves.png", "predictions.png"):
+        assert (out / figure).read_bytes()[:8] == PNG_SIGNATURE
+    assert (out / CHECKPOINT_FILE).stat().st_size > 4 * 101_770  # params plus Adam moments
+
+
+@pytest.mark.slow
+def test_seed_job_reaches_keras_accuracy_in_five_epochs(mnist):
+    model = MLP(rngs=nnx.Rngs(0))
+    history = fit(
+        model, make_optimizer("adam", 1e-3), mnist, epochs=5, batch_size=32, progress=False
+    )
+    assert history.epoch == [1, 2, 3, 4, 5]
+    assert history.loss[-1] < history.loss[0]
+    assert history.val_accuracy[-1] >= 0.975
+    # fit leaves the trained weights in the model, as Keras does.
+    _, state = init_train_state(model, make_optimizer("adam", 1e-3))
+    graphdef = nnx.graphdef(model)
+    accuracy = evaluate(state, mnist.test_images, mnist.test_labels, graphdef=graphdef).accuracy
+    assert float(accuracy) == pytest.approx(history.val_accuracy[-1])
+
+
+def test_resume_reaches_the_same_parameters_as_an_uninterrupted_run(small_mnist, tmp_path):
+    def train(epochs, out, resume=False):
+        model = MLP(rngs=nnx.Rngs(7))
+        history = fit(
+            model,
+            make_optimizer("adam", 1e-3),
+            small_mnist,
+            epochs=epochs,
+            batch_size=64,
+            seed=7,
+            out_dir=out,
+            resume=resume,
+            progress=False,
+        )
+        return model, history
+
+    train(2, tmp_path / "interrupted")
+    resumed, resumed_history = train(3, tmp_path / "interrupted", resume=True)
+    straight, straight_history = train(3, tmp_path / "straight")
+    for a, b in zip(params_of(resumed), params_of(straight), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert resumed_history.epoch == [1, 2, 3]
+    assert resumed_history.val_loss == straight_history.val_loss
+    model = MLP(rngs=nnx.Rngs(0))
+    _, like = init_train_state(model, make_optimizer("adam", 1e-3))
+    _, epoch, _ = load_checkpoint(tmp_path / "interrupted" / CHECKPOINT_FILE, like)
+    assert epoch == 3
+
+
+def test_resume_without_checkpoint_is_a_clear_error(small_mnist, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        fit(
+            MLP(rngs=nnx.Rngs(0)),
+            make_optimizer("sgd", 0.1),
+            small_mnist,
+            epochs=1,
+            batch_size=32,
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+
+
+def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(small_mnist, tmp_path):
+    fit(
+        MLP(rngs=nnx.Rngs(0)),
+        make_optimizer("sgd", 0.1),
+        small_mnist,
+        epochs=1,
+        batch_size=64,
+        out_dir=tmp_path,
+        progress=False,
+    )
+    good = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(TrainingDivergedError, match="epoch 2.*last good checkpoint \\(epoch 1\\)"):
+        fit(
+            MLP(rngs=nnx.Rngs(0)),
+            make_optimizer("sgd", 1e12),
+            small_mnist,
+            epochs=3,
+            batch_size=64,
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == good
+    with open(tmp_path / "history.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
+
+
+def test_full_batch_gradient_descent_takes_one_step_per_epoch(small_mnist):
+    optimizer = make_optimizer("sgd", 0.5)
+    graphdef, state = init_train_state(MLP(dropout_rate=0.0, rngs=nnx.Rngs(0)), optimizer)
+    epoch = jax.jit(partial(train_epoch, graphdef=graphdef, optimizer=optimizer, batch_size=4096))
+    losses = []
+    for seed in range(5):
+        state, metrics = epoch(
+            state, jax.random.key(seed), small_mnist.train_images, small_mnist.train_labels
+        )
+        losses.append(float(metrics.loss))
+    assert int(state.step) == 5
+    assert losses == sorted(losses, reverse=True)  # gradient descent: monotone on the full batch
+
+
+@pytest.mark.parametrize("batch_size", [0, 4097])
+def test_bad_batch_size_is_rejected(small_mnist, batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        fit(
+            MLP(rngs=nnx.Rngs(0)),
+            make_optimizer("sgd", 0.1),
+            small_mnist,
+            epochs=1,
+            batch_size=batch_size,
+            progress=False,
+        )
+
+
+def test_train_epoch_vmaps_over_seeds_and_learning_rates(small_mnist):
+    images, labels = small_mnist.train_images[:1024], small_mnist.train_labels[:1024]
+    graphdef, _ = init_train_state(MLP(rngs=nnx.Rngs(0)), make_optimizer("adam", 1e-3))
+
+    def one_run(seed, learning_rate):
+        optimizer = make_optimizer("adam", learning_rate)
+        _, state = init_train_state(MLP(rngs=nnx.Rngs(jax.random.key(seed))), optimizer)
+        return train_epoch(
+            state,
+            jax.random.key(seed),
+            images,
+            labels,
+            graphdef=graphdef,
+            optimizer=optimizer,
+            batch_size=64,
+        )
+
+    seeds, learning_rates = jnp.array([0, 1]), jnp.array([1e-3, 3e-3])
+    states, metrics = jax.jit(jax.vmap(one_run))(seeds, learning_rates)
+    assert metrics.loss.shape == (2,)
+    for index in range(2):
+        state, single = jax.jit(one_run)(seeds[index], learning_rates[index])
+        np.testing.assert_allclose(metrics.loss[index], single.loss, rtol=1e-5)
+        for batched, alone in zip(
+            jax.tree.leaves(states.params), jax.tree.leaves(state.params), strict=True
+        ):
+            np.testing.assert_allclose(batched[index], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_precision_keeps_float32_state_and_learns(small_mnist):
+    model = MLP(rngs=nnx.Rngs(0))
+    optimizer = make_optimizer("adam", 1e-3)
+    graphdef, state = init_train_state(model, optimizer)
+    epoch = jax.jit(
+        partial(
+            train_epoch,
+            graphdef=graphdef,
+            optimizer=optimizer,
+            batch_size=32,
+            compute_dtype=jnp.bfloat16,
+        )
+    )
+    state, metrics = epoch(
+        state, jax.random.key(0), small_mnist.train_images, small_mnist.train_labels
+    )
+    state, metrics = epoch(
+        state, jax.random.key(1), small_mnist.train_images, small_mnist.train_labels
+    )
+    dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state)) if x.ndim}
+    assert dtypes == {jnp.dtype(jnp.float32)}
+    test = evaluate(
+        state,
+        small_mnist.test_images,
+        small_mnist.test_labels,
+        graphdef=graphdef,
+        compute_dtype=jnp.bfloat16,
+    )
+    assert float(test.accuracy) >= 0.88
