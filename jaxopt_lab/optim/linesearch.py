@@ -100,6 +100,9 @@ def _cubic_minimizer(lo: _Point, hi: _Point) -> jax.Array:
     return jnp.where(safe & jnp.isfinite(step), step, lo.step + 0.5 * width)
 
 
+_ROUNDING_NOISE = 100  # in units of eps * |f(x)|
+
+
 class _ZoomCarry(NamedTuple):
     lo: _Point
     hi: _Point
@@ -127,12 +130,16 @@ def zoom_search(
     Trial steps grow by ``expansion`` from ``initial_step`` until a step violates
     sufficient decrease, fails to decrease below the best point, or has
     :math:`\phi' \ge 0`; the bracket ``[lo, hi]`` then shrinks by safeguarded cubic
-    interpolation. ``lo`` is always the lowest point satisfying sufficient decrease, so
+    interpolation. Once the decrease :math:`\phi(0) - \phi(t)` is below rounding
+    (:math:`\phi(t) \le \phi(0) + 100 \epsilon |\phi(0)|`), the curvature condition alone
+    accepts the step, as in Hager and Zhang's approximate Wolfe conditions, so the search
+    does not stall near a minimum. ``lo`` is the lowest point satisfying sufficient decrease, so
     when ``max_steps`` evaluations pass without meeting the curvature condition the
     search returns ``lo`` (``failed`` only when ``lo`` is still the starting point).
     """
     origin = _start(value, grad, direction)
     dtype = origin.slope.dtype
+    noise = _ROUNDING_NOISE * jnp.finfo(dtype).eps * jnp.abs(origin.value)
 
     def is_running(carry: _ZoomCarry) -> jax.Array:
         return ~carry.accepted & (carry.fevals < max_steps) & (origin.slope < 0)
@@ -147,6 +154,10 @@ def zoom_search(
             & (trial.value < lo.value)
         )
         flat_enough = jnp.abs(trial.slope) <= c2 * jnp.abs(origin.slope)
+        # Near a minimum the decrease drops below rounding: accept a flat enough step
+        # whose value is within rounding noise of the start (approximate Wolfe).
+        within_noise = jnp.isfinite(trial.value) & (trial.value <= origin.value + noise)
+        accepted = (decreases | within_noise) & flat_enough
         # With the minimum between lo and the trial, the old lo bounds the bracket.
         turned = jnp.where(
             carry.bracketed, trial.slope * (hi.step - lo.step) >= 0, trial.slope >= 0
@@ -156,11 +167,11 @@ def zoom_search(
             decreases, _select(turned, lo._replace(grad=None), hi), trial._replace(grad=None)
         )
         return _ZoomCarry(
-            lo=_select(decreases, trial, lo),
+            lo=_select(decreases | accepted, trial, lo),
             hi=new_hi,
             bracketed=carry.bracketed | ~decreases | turned,
             next_step=step * expansion,
-            accepted=decreases & flat_enough,
+            accepted=accepted,
             fevals=carry.fevals + 1,
         )
 

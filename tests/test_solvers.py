@@ -1,0 +1,186 @@
+"""``minimize`` in float64: convergence, closed-form minima, scipy's L-BFGS-B as the oracle
+(same minimum, no more evaluations), jit/vmap, no recompilation, pytrees, validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+from jax.flatten_util import ravel_pytree
+
+import jaxopt_lab as jl
+from jaxopt_lab import problems
+
+TOL = 1e-5
+
+
+@pytest.fixture(autouse=True, scope="module")
+def float64():
+    """x64 is global: switch it on for this module only and restore it afterwards."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
+class _Reached(Exception):
+    """Stops scipy once its gradient 2-norm reaches the tolerance."""
+
+
+def _scipy_to_tol(problem, tol):
+    """scipy L-BFGS-B (maxcor=10) with its own max-norm stopping rule switched off, stopped
+    when the gradient 2-norm first reaches ``tol``: returns (evaluations, point, value)."""
+    flat0, unravel = ravel_pytree(problem.x0)
+    value_and_grad = jax.jit(jax.value_and_grad(lambda z: problem.fun(unravel(z))))
+    evaluated = []
+
+    def objective(z):
+        value, grad = value_and_grad(z)
+        evaluated.append((unravel(z), float(value)))
+        if np.linalg.norm(grad) <= tol:
+            raise _Reached
+        return float(value), np.asarray(grad)
+
+    options = {"maxcor": 10, "gtol": 0.0, "ftol": 0.0, "maxiter": 5000, "maxfun": 10000}
+    with pytest.raises(_Reached):
+        scipy.optimize.minimize(
+            objective, np.asarray(flat0), jac=True, method="L-BFGS-B", options=options
+        )
+    return len(evaluated), *evaluated[-1]
+
+
+SCIPY_CASES = {
+    "rosenbrock2": lambda: problems.rosenbrock(2),
+    "rosenbrock100": lambda: problems.rosenbrock(100),
+    "quadratic200": lambda: problems.quadratic(200, 1e3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCIPY_CASES))
+def test_lbfgs_matches_scipy_with_no_more_evaluations(case):
+    problem = SCIPY_CASES[case]()
+    result = jl.minimize(problem.fun, problem.x0, "lbfgs", tol=TOL, maxiter=2000)
+    scipy_fevals, scipy_x, _ = _scipy_to_tol(problem, TOL)
+    assert result.converged and result.grad_norm <= TOL
+    np.testing.assert_allclose(result.x, problem.x_min, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(result.x, scipy_x, rtol=1e-4, atol=1e-4)
+    assert int(result.fevals) <= scipy_fevals, (int(result.fevals), scipy_fevals)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "newton"])
+def test_quadratic_closed_form_minimum(method):
+    problem = problems.quadratic(30, 100.0, key=jax.random.key(3))
+    result = jl.minimize(problem.fun, problem.x0, method, tol=1e-8)
+    assert result.converged
+    np.testing.assert_allclose(result.x, problem.x_min, rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(result.fun, problem.f_min, rtol=1e-10)
+    if method == "newton":
+        assert int(result.iterations) == 1  # one exact Newton step on a quadratic
+
+
+def test_fevals_count_real_evaluations():
+    problem = problems.rosenbrock(2)
+    calls = []
+
+    def fun(x):
+        jax.debug.callback(lambda: calls.append(1))
+        return problem.fun(x)
+
+    result = jl.minimize(fun, problem.x0, "lbfgs", tol=TOL)
+    jax.effects_barrier()
+    assert int(result.fevals) == len(calls)
+
+
+@pytest.mark.parametrize(
+    ("make", "method", "atol"),
+    [
+        (problems.beale, "lbfgs", 1e-5),
+        (problems.beale, "newton", 1e-5),
+        (problems.saddle, "newton", 1e-6),  # escapes the saddle through |eigenvalues|
+        (lambda: problems.rosenbrock(2), "newton", 1e-6),
+    ],
+)
+def test_reaches_known_minimum(make, method, atol):
+    problem = make()
+    result = jl.minimize(problem.fun, problem.x0, method, tol=1e-8)
+    assert result.converged
+    np.testing.assert_allclose(result.x, problem.x_min, atol=atol)
+    np.testing.assert_allclose(result.fun, problem.f_min, atol=1e-9)
+
+
+def test_jit_and_vmap_over_starting_points():
+    problem = problems.rosenbrock(2)
+    starts = jnp.array([[-1.2, 1.0], [2.0, -1.0], [0.0, 0.0], [-0.5, 2.5]])
+    solve = jax.jit(jax.vmap(lambda x0: jl.minimize(problem.fun, x0, tol=TOL)))
+    batched = solve(starts)
+    assert batched.x.shape == starts.shape and bool(jnp.all(batched.converged))
+    np.testing.assert_allclose(batched.x, jnp.ones_like(starts), atol=1e-5)
+    for start, iterations in zip(starts, batched.iterations, strict=True):
+        single = jl.minimize(problem.fun, start, tol=TOL)
+        assert int(single.iterations) == int(iterations)
+
+
+def test_second_call_with_new_start_does_not_recompile():
+    problem = problems.rosenbrock(10)
+    traces = []
+
+    def fun(x):
+        traces.append(1)  # Python side effect: runs only while tracing
+        return problem.fun(x)
+
+    first = jl.minimize(fun, problem.x0, tol=TOL)
+    traced = len(traces)
+    second = jl.minimize(fun, problem.x0 + 0.1, tol=TOL)
+    assert traced > 0 and len(traces) == traced
+    assert first.converged and second.converged
+
+
+def test_pytree_parameters_logistic_regression_matches_scipy():
+    key_x, key_w = jax.random.split(jax.random.key(0))
+    features = jax.random.normal(key_x, (200, 5))
+    labels = jnp.argmax(features @ jax.random.normal(key_w, (5, 3)), axis=1)
+    problem = problems.logistic_regression(features, labels, l2=1e-2)
+    result = jl.minimize(problem.fun, problem.x0, tol=1e-7)
+    assert result.converged and set(result.x) == {"weights", "bias"}
+    _, scipy_x, scipy_value = _scipy_to_tol(problem, 1e-7)
+    np.testing.assert_allclose(result.fun, scipy_value, rtol=1e-10)
+    for ours, theirs in zip(jax.tree.leaves(result.x), jax.tree.leaves(scipy_x), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("gd", {"learning_rate": 0.05}),
+        ("momentum", {"learning_rate": 0.02}),
+        ("adam", {"learning_rate": 0.05}),
+    ],
+)
+def test_first_order_methods(method, options):
+    problem = problems.quadratic(10, 10.0)
+    result = jl.minimize(problem.fun, problem.x0, method, tol=1e-6, maxiter=20000, **options)
+    assert result.converged
+    assert int(result.fevals) == int(result.iterations) + 1
+    np.testing.assert_allclose(result.x, problem.x_min, atol=1e-5)
+
+
+def test_maxiter_stops_unconverged():
+    problem = problems.rosenbrock(2)
+    result = jl.minimize(problem.fun, problem.x0, "gd", learning_rate=1e-4, maxiter=7)
+    assert int(result.iterations) == 7 and not result.converged
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"tol": -1.0}, "tol"),
+        ({"maxiter": 0}, "maxiter"),
+        ({"method": "bfgs"}, "method"),
+        ({"memory_size": 0}, "memory_size"),
+        ({"method": "newton", "damping": -1.0}, "damping"),
+    ],
+)
+def test_bad_options_raise(kwargs, name):
+    problem = problems.rosenbrock(2)
+    with pytest.raises(ValueError, match=name):
+        jl.minimize(problem.fun, problem.x0, **kwargs)
