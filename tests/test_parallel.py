@@ -1,0 +1,88 @@
+"""Data-parallel training on 8 simulated CPU devices matches the single-device run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+from jax.sharding import PartitionSpec
+
+from jaxopt_lab import parallel
+
+# Runs in a fresh interpreter: the device count is fixed when JAX starts.
+SCRIPT = r"""
+import json
+import jax, jax.numpy as jnp, numpy as np
+from flax import nnx
+from jaxopt_lab.data import Dataset
+from jaxopt_lab.models import MLP
+from jaxopt_lab.optim import make_optimizer
+from jaxopt_lab.train import fit
+
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, size=(2048, 28, 28, 1), dtype=np.uint8)
+weights = rng.normal(size=(28 * 28, 10))
+labels = np.argmax(images.reshape(2048, -1) @ weights, axis=1).astype(np.int32)
+dataset = Dataset("synthetic", jnp.asarray(images[:1536]), jnp.asarray(labels[:1536]),
+                  jnp.asarray(images[1536:]), jnp.asarray(labels[1536:]), 10)
+
+def train(data_parallel):
+    model = MLP(rngs=nnx.Rngs(0))
+    history = fit(model, make_optimizer("adam", 1e-3), dataset, epochs=2, batch_size=64,
+                  data_parallel=data_parallel, progress=False)
+    params = nnx.state(model, nnx.Param)
+    return [np.asarray(x) for x in jax.tree.leaves(params)], history, params
+
+single, single_history, _ = train(False)
+sharded, sharded_history, sharded_params = train(True)
+try:
+    fit(MLP(rngs=nnx.Rngs(0)), make_optimizer("adam", 1e-3), dataset, epochs=1, batch_size=60,
+        data_parallel=True, progress=False)
+    batch_error = ""
+except ValueError as error:
+    batch_error = str(error)
+print(json.dumps({
+    "devices": jax.device_count(),
+    "param_devices": len(jax.tree.leaves(sharded_params)[0].sharding.device_set),
+    "max_abs_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(single, sharded)),
+    "max_abs_param": max(float(np.max(np.abs(a))) for a in single),
+    "losses": [single_history.loss, sharded_history.loss],
+    "batch_error": batch_error,
+}))
+"""
+
+
+def test_data_parallel_on_8_devices_matches_one_device():
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 8
+    assert report["param_devices"] == 8  # parameters replicated over the mesh
+    assert report["max_abs_diff"] < 1e-5 * max(1.0, report["max_abs_param"])
+    single_losses, sharded_losses = report["losses"]
+    assert single_losses[1] < single_losses[0]  # it trained
+    for a, b in zip(single_losses, sharded_losses, strict=True):
+        assert abs(a - b) < 1e-5
+    assert "multiple of the 8 devices" in report["batch_error"]
+
+
+def test_mesh_spans_all_devices_on_the_data_axis():
+    mesh = parallel.data_mesh()
+    assert mesh.axis_names == (parallel.DATA_AXIS,)
+    assert mesh.devices.size == len(jax.devices())
+    assert parallel.batch_sharding(mesh).spec == PartitionSpec(parallel.DATA_AXIS)
+
+
+def test_distributed_runtime_starts_only_when_asked(monkeypatch):
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS", raising=False)
+    assert parallel.initialize_distributed() is False
