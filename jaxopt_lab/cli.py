@@ -163,6 +163,77 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_minimize(subparsers: argparse._SubParsersAction) -> None:
+    """``minimize``: solve an analytic problem with ``jaxopt_lab.minimize`` and print it."""
+    from jaxopt_lab.optim.solvers import METHODS
+    from jaxopt_lab.problems import PROBLEMS
+
+    parser = subparsers.add_parser(
+        "minimize",
+        help="minimise an analytic problem (L-BFGS, Newton, first-order) and print the result",
+        description="Run jaxopt_lab.minimize (one jitted while_loop) on an analytic problem "
+        "from its default start and print iterations, evaluations, value and gradient norm.",
+    )
+    parser.add_argument("--problem", choices=sorted(PROBLEMS), default="rosenbrock")
+    parser.add_argument(
+        "--dim", type=int, default=2, help="dimension (quadratic, rosenbrock, rastrigin)"
+    )
+    parser.add_argument("--condition-number", type=float, default=1e3, help="quadratic only")
+    parser.add_argument("--method", default="lbfgs", choices=METHODS)
+    parser.add_argument("--tol", type=float, default=1e-5, help="stop at ||grad||_2 <= tol")
+    parser.add_argument("--maxiter", type=int, default=1000)
+    parser.add_argument("--learning-rate", type=float, default=None, help="first-order methods")
+    parser.add_argument("--x64", action="store_true", help="solve in float64")
+    parser.set_defaults(func=_run_minimize)
+
+
+def _run_minimize(args: argparse.Namespace) -> int:
+    import time
+
+    import jax
+    import numpy as np
+
+    jax.config.update("jax_enable_x64", args.x64)
+    import jaxopt_lab as jl
+    from jaxopt_lab import problems
+
+    options = {} if args.learning_rate is None else {"learning_rate": args.learning_rate}
+    try:
+        if args.problem == "quadratic":
+            problem = problems.quadratic(args.dim, args.condition_number)
+        elif args.problem in ("rosenbrock", "rastrigin"):
+            problem = problems.PROBLEMS[args.problem](args.dim)
+        else:
+            problem = problems.PROBLEMS[args.problem]()
+        start = time.perf_counter()
+        result = jax.block_until_ready(
+            jl.minimize(
+                problem.fun, problem.x0, args.method, tol=args.tol, maxiter=args.maxiter, **options
+            )
+        )
+        seconds = time.perf_counter() - start
+    except (ValueError, TypeError) as error:
+        print(f"jaxopt-lab minimize: error: {error}", file=sys.stderr)
+        return 1
+    print(f"problem      {problem.name} (dim {np.size(problem.x0)}, {result.fun.dtype})")
+    print(f"method       {args.method}")
+    print(f"converged    {bool(result.converged)} (||grad||_2 <= {args.tol:g})")
+    print(f"iterations   {int(result.iterations)}")
+    print(f"fevals       {int(result.fevals)}")
+    print(
+        f"f(x)         {float(result.fun):.10g}"
+        + ("" if problem.f_min is None else f"   (known minimum {problem.f_min:.10g})")
+    )
+    print(f"||grad||_2   {float(result.grad_norm):.3e}")
+    if problem.x_min is not None:
+        distance = float(np.linalg.norm(np.asarray(result.x) - np.asarray(problem.x_min)))
+        print(f"||x - x*||   {distance:.3e}")
+    print(f"seconds      {seconds:.3f} (compilation included)")
+    if not result.converged and int(result.iterations) < args.maxiter:
+        print("stopped: no further decrease possible at this precision (try --x64)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxopt-lab",
@@ -183,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 COMMANDS: tuple = (
     _add_train,
     _add_bench,
+    _add_minimize,
 )
 
 if __name__ == "__main__":
