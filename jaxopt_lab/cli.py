@@ -193,7 +193,8 @@ def _run_minimize(args: argparse.Namespace) -> int:
     import jax
     import numpy as np
 
-    jax.config.update("jax_enable_x64", args.x64)
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
     import jaxopt_lab as jl
     from jaxopt_lab import problems
 

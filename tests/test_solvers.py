@@ -9,7 +9,7 @@ import scipy.optimize
 from jax.flatten_util import ravel_pytree
 
 import jaxopt_lab as jl
-from jaxopt_lab import problems
+from jaxopt_lab import cli, problems
 
 TOL = 1e-5
 
@@ -184,3 +184,13 @@ def test_bad_options_raise(kwargs, name):
     problem = problems.rosenbrock(2)
     with pytest.raises(ValueError, match=name):
         jl.minimize(problem.fun, problem.x0, **kwargs)
+
+
+def test_command_line_prints_the_result(capsys):
+    argv = ["minimize", "--problem", "rosenbrock", "--dim", "2", "--method", "lbfgs", "--x64"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "rosenbrock2" in printed and "float64" in printed
+    assert "converged    True" in printed
+    assert cli.main(["minimize", "--tol", "-1"]) == 1
+    assert "tol must be >= 0" in capsys.readouterr().err
