@@ -9,7 +9,7 @@ export MNIST_DIR ?= $(abspath ../shared/data/mnist)
 # Where TFDS keeps prepared datasets (kept out of git, reused between runs).
 export TFDS_DATA_DIR ?= $(CURDIR)/.tfds
 
-.PHONY: help install test test-quick lint train bench bench-optim bench-keras experiments experiments-quick clean
+.PHONY: help install test test-quick lint train bench bench-optim bench-keras bench-lbfgs experiments experiments-quick clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,9 @@ bench-optim: $(BIN)/.installed ## the 10M-parameter update+apply table, ours/opt
 
 bench-keras: $(BIN)/.installed ## the seed job in Keras vs jaxopt-lab train, and time to 97/98%
 	$(BIN)/python benchmarks/keras_baseline.py --out runs/bench/keras.json
+
+bench-lbfgs: $(BIN)/.installed ## L-BFGS: ours vs optax vs scipy (Rosenbrock, quadratic, MNIST logreg), float64
+	$(BIN)/python benchmarks/bench_lbfgs.py --out runs/bench/lbfgs.json
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
