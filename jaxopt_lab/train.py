@@ -366,6 +366,8 @@ def fit(
         if not checkpoint.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}")
         state, start_epoch, key = load_checkpoint(checkpoint, state)
+        if start_epoch > epochs:
+            raise ValueError(f"the checkpoint is at epoch {start_epoch}, past epochs={epochs}")
         history = History.read_csv(out / "history.csv", epochs=start_epoch)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -431,51 +433,40 @@ def fit(
 
     nnx.update(model, state.params, state.model_state)
     if out is not None:
-        _write_run_folder(
-            out, history, state, dataset, graphdef, compute_dtype, batch_size, seed, run_info
+        test = evaluate(
+            state, test_images, test_labels, graphdef=graphdef, compute_dtype=compute_dtype
         )
+        sample = test_images[:25]
+        predicted = predict(state, sample, graphdef=graphdef, compute_dtype=compute_dtype)
+        metrics = {
+            "test_accuracy": float(test.accuracy),
+            "test_loss": float(test.loss),
+            "train_seconds": sum(history.seconds),
+            "epochs": len(history.epoch),
+            "batch_size": batch_size,
+            "seed": seed,
+            "dataset": dataset.name,
+            "compute_dtype": jnp.dtype(compute_dtype).name,
+            **(run_info or {}),
+            "device": device_info(),
+        }
+        _write_run_folder(out, metrics, history, sample, predicted, test_labels[:25])
     return history
 
 
 def _write_run_folder(
     out: Path,
+    metrics: dict[str, Any],
     history: History,
-    state: TrainState,
-    dataset: Dataset,
-    graphdef: nnx.GraphDef,
-    compute_dtype: jnp.dtype,
-    batch_size: int,
-    seed: int,
-    run_info: Mapping[str, Any] | None,
+    images: jax.Array,
+    predicted: jax.Array,
+    labels: jax.Array,
 ) -> None:
+    """metrics.json and the two figures (history.csv and the checkpoint are per epoch)."""
     from jaxopt_lab import plots
 
-    test = evaluate(
-        state,
-        dataset.test_images,
-        dataset.test_labels,
-        graphdef=graphdef,
-        compute_dtype=compute_dtype,
-    )
-    metrics = {
-        "test_accuracy": float(test.accuracy),
-        "test_loss": float(test.loss),
-        "train_seconds": sum(history.seconds),
-        "epochs": len(history.epoch),
-        "batch_size": batch_size,
-        "seed": seed,
-        "dataset": dataset.name,
-        "compute_dtype": jnp.dtype(compute_dtype).name,
-        **(run_info or {}),
-        "device": device_info(),
-    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plots.plot_learning_curves(history, out / "learning_curves.png")
-    sample = dataset.test_images[:25]
-    predicted = predict(state, sample, graphdef=graphdef, compute_dtype=compute_dtype)
     plots.plot_predictions(
-        np.asarray(sample),
-        np.asarray(predicted),
-        np.asarray(dataset.test_labels[:25]),
-        out / "predictions.png",
+        np.asarray(images), np.asarray(predicted), np.asarray(labels), out / "predictions.png"
     )

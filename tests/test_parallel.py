@@ -14,7 +14,7 @@ from jaxopt_lab import parallel
 
 # Runs in a fresh interpreter: the device count is fixed when JAX starts.
 SCRIPT = r"""
-import json
+import json, pathlib, sys
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
 from jaxopt_lab.data import Dataset
@@ -22,6 +22,7 @@ from jaxopt_lab.models import MLP
 from jaxopt_lab.optim import make_optimizer
 from jaxopt_lab.train import fit
 
+OUT = pathlib.Path(sys.argv[1])
 rng = np.random.default_rng(0)
 images = rng.integers(0, 256, size=(2048, 28, 28, 1), dtype=np.uint8)
 weights = rng.normal(size=(28 * 28, 10))
@@ -32,7 +33,7 @@ dataset = Dataset("synthetic", jnp.asarray(images[:1536]), jnp.asarray(labels[:1
 def train(data_parallel):
     model = MLP(rngs=nnx.Rngs(0))
     history = fit(model, make_optimizer("adam", 1e-3), dataset, epochs=2, batch_size=64,
-                  data_parallel=data_parallel, progress=False)
+                  data_parallel=data_parallel, out_dir=OUT / str(data_parallel), progress=False)
     params = nnx.state(model, nnx.Param)
     return [np.asarray(x) for x in jax.tree.leaves(params)], history, params
 
@@ -51,18 +52,24 @@ print(json.dumps({
     "max_abs_param": max(float(np.max(np.abs(a))) for a in single),
     "losses": [single_history.loss, sharded_history.loss],
     "batch_error": batch_error,
+    "test_accuracy": [json.loads((OUT / name / "metrics.json").read_text())["test_accuracy"]
+                      for name in ("False", "True")],
 }))
 """
 
 
-def test_data_parallel_on_8_devices_matches_one_device():
+def test_data_parallel_on_8_devices_matches_one_device(tmp_path):
     env = {
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
         "JAX_PLATFORMS": "cpu",
     }
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -74,6 +81,8 @@ def test_data_parallel_on_8_devices_matches_one_device():
     for a, b in zip(single_losses, sharded_losses, strict=True):
         assert abs(a - b) < 1e-5
     assert "multiple of the 8 devices" in report["batch_error"]
+    single_accuracy, sharded_accuracy = report["test_accuracy"]
+    assert abs(single_accuracy - sharded_accuracy) < 1e-6
 
 
 def test_mesh_spans_all_devices_on_the_data_axis():
