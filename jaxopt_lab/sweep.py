@@ -1,0 +1,260 @@
+"""Many trainings in one compiled program: ``jax.vmap`` over seeds x hyperparameters.
+
+A *run* trains a fresh model for ``num_evals * steps_per_eval`` optimizer steps and
+records a learning curve: the training loss (on a fixed evaluation subset of the training
+split, inference mode), the validation loss and accuracy at step 0 and after every
+``steps_per_eval`` steps, plus whatever an optional ``probe(state)`` returns. The run is
+a ``lax.scan`` over evaluation points of a ``lax.scan`` over
+:func:`jaxopt_lab.train.train_step`, so it is one pure function of ``(hyperparameters,
+seed)``.
+
+:func:`sweep` builds the optimizer *inside* that function from traced hyperparameters (a
+learning rate is just a traced scalar to :func:`~jaxopt_lab.optim.registry.make_optimizer`)
+and ``jax.vmap``-s it over the flattened grid ``hyperparameters x seeds``: every run of
+the grid in one compiled call. ``vectorize=False`` runs the same compiled single run
+once per grid point instead (the sequential baseline, and per-run wall times).
+
+Batches are drawn uniformly with replacement from the training split at every step (the
+textbook SGD estimator); ``batch_size`` equal to the split size is full-batch gradient
+descent on all examples. Evaluation subsets are the caller's choice (pass the same
+arrays as the training data to evaluate on all of it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxopt_lab.bench import time_compile
+from jaxopt_lab.optim.registry import make_optimizer
+from jaxopt_lab.train import TrainState, evaluate, init_train_state, train_step
+
+# hyperparameters (traced scalars by name) and a PRNG key -> optimizer
+OptimizerFactory = Callable[[Mapping[str, jax.Array], jax.Array], optax.GradientTransformation]
+# PRNG key -> freshly initialised model
+ModelFactory = Callable[[jax.Array], nnx.Module]
+# (state, graphdef) -> pytree of arrays recorded at every evaluation point
+Probe = Callable[[TrainState, nnx.GraphDef], Any]
+
+
+class SweepData(NamedTuple):
+    """Device arrays a sweep trains and evaluates on (uint8 images, int32 labels)."""
+
+    train_images: jax.Array
+    train_labels: jax.Array
+    eval_images: jax.Array
+    eval_labels: jax.Array
+    val_images: jax.Array
+    val_labels: jax.Array
+
+
+class Curve(NamedTuple):
+    """Metrics at each evaluation point (step 0 first); leading axes are the grid's."""
+
+    train_loss: jax.Array
+    val_loss: jax.Array
+    val_accuracy: jax.Array
+    probes: Any
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The curves of a sweep, indexed ``[h_1, ..., h_k, seed, evaluation]``.
+
+    ``grid`` maps each hyperparameter to its values (axis ``i`` of the curves is the
+    ``i``-th hyperparameter). ``run_seconds[..., seed]`` is each run's wall time without
+    compilation: measured per run when ``vectorized`` is False, else the batched call's
+    time divided by the number of runs.
+    """
+
+    grid: dict[str, np.ndarray]
+    seeds: np.ndarray
+    steps: np.ndarray
+    curves: Curve
+    run_seconds: np.ndarray
+    compile_seconds: float
+    total_seconds: float
+    vectorized: bool
+
+
+def named_optimizer(name: str, **options: Any) -> OptimizerFactory:
+    """A factory building ``make_optimizer(name, hyperparameters["learning_rate"], ...)``."""
+
+    def factory(hyperparameters: Mapping[str, jax.Array], key: jax.Array):
+        del key  # deterministic optimizer
+        return make_optimizer(name, hyperparameters["learning_rate"], **options)
+
+    return factory
+
+
+def train_curve(
+    state: TrainState,
+    key: jax.Array,
+    data: SweepData,
+    *,
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    num_evals: int,
+    steps_per_eval: int,
+    probe: Probe | None = None,
+) -> tuple[TrainState, Curve]:
+    """Train from ``state`` and record the curve at ``num_evals + 1`` points; pure."""
+    num_train = data.train_labels.shape[0]
+    if not 1 <= batch_size <= num_train:
+        raise ValueError(f"batch_size must be in [1, {num_train}], got {batch_size}")
+    full_batch = batch_size == num_train
+
+    def measure(state: TrainState) -> Curve:
+        train = evaluate(state, data.eval_images, data.eval_labels, graphdef=graphdef)
+        val = evaluate(state, data.val_images, data.val_labels, graphdef=graphdef)
+        probes = None if probe is None else probe(state, graphdef)
+        return Curve(train.loss, val.loss, val.accuracy, probes)
+
+    def step(state: TrainState, step_key: jax.Array) -> tuple[TrainState, None]:
+        batch_key, dropout_key = jax.random.split(step_key)
+        if full_batch:
+            images, labels = data.train_images, data.train_labels
+        else:
+            indices = jax.random.randint(batch_key, (batch_size,), 0, num_train)
+            images, labels = data.train_images[indices], data.train_labels[indices]
+        state, _ = train_step(
+            state, images, labels, dropout_key, graphdef=graphdef, optimizer=optimizer
+        )
+        return state, None
+
+    def chunk(state: TrainState, chunk_key: jax.Array) -> tuple[TrainState, Curve]:
+        state, _ = jax.lax.scan(step, state, jax.random.split(chunk_key, steps_per_eval))
+        return state, measure(state)
+
+    start = measure(state)
+    state, later = jax.lax.scan(chunk, state, jax.random.split(key, num_evals))
+    curve = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, later)
+    return state, curve
+
+
+def sweep(
+    optimizer_factory: OptimizerFactory,
+    grid: Mapping[str, Sequence[float]],
+    seeds: Sequence[int],
+    data: SweepData,
+    *,
+    model_factory: ModelFactory,
+    batch_size: int,
+    num_evals: int,
+    steps_per_eval: int,
+    probe: Probe | None = None,
+    vectorize: bool = True,
+) -> SweepResult:
+    """Train one model per point of ``grid`` (cartesian product) and per seed.
+
+    The seed initialises the model (``model_factory(key)``) and drives batch sampling,
+    dropout and any randomness of the optimizer (``optimizer_factory(hparams, key)``),
+    so a run is reproducible from its seed alone and shares it across the grid: runs
+    with the same seed and different hyperparameters are paired.
+    """
+    if not grid or any(len(values) == 0 for values in grid.values()):
+        raise ValueError("grid needs at least one hyperparameter with at least one value")
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    if num_evals < 1 or steps_per_eval < 1:
+        raise ValueError(
+            f"num_evals and steps_per_eval must be >= 1, got {num_evals}, {steps_per_eval}"
+        )
+    names = list(grid)
+    points = list(itertools.product(*(grid[name] for name in names), seeds))
+    columns = np.asarray(points, dtype=np.float64).T
+    hyperparameters = {n: jnp.asarray(columns[i], jnp.float32) for i, n in enumerate(names)}
+    run_seeds = jnp.asarray(columns[-1], jnp.uint32)
+    graphdef, _ = init_train_state(model_factory(jax.random.key(0)), optax.identity())
+
+    def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array) -> Curve:
+        init_key, optimizer_key, train_key = jax.random.split(jax.random.key(seed), 3)
+        optimizer = optimizer_factory(hparams, optimizer_key)
+        _, state = init_train_state(model_factory(init_key), optimizer)
+        _, curve = train_curve(
+            state,
+            train_key,
+            data,
+            graphdef=graphdef,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            num_evals=num_evals,
+            steps_per_eval=steps_per_eval,
+            probe=probe,
+        )
+        return curve
+
+    start = time.perf_counter()
+    if vectorize:
+        batched = jax.jit(jax.vmap(one_run))
+        compile_seconds = time_compile(batched, hyperparameters, run_seeds)
+        tick = time.perf_counter()
+        curves = jax.block_until_ready(batched(hyperparameters, run_seeds))
+        run_seconds = np.full(len(points), (time.perf_counter() - tick) / len(points))
+    else:
+        single = jax.jit(one_run)
+        first = ({n: v[0] for n, v in hyperparameters.items()}, run_seeds[0])
+        compile_seconds = time_compile(single, *first)
+        outputs, times = [], []
+        for index in range(len(points)):
+            tick = time.perf_counter()
+            hparams = {n: v[index] for n, v in hyperparameters.items()}
+            outputs.append(jax.block_until_ready(single(hparams, run_seeds[index])))
+            times.append(time.perf_counter() - tick)
+        curves = jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
+        run_seconds = np.asarray(times)
+    total_seconds = time.perf_counter() - start
+
+    shape = (*(len(grid[n]) for n in names), len(seeds))
+    curves = jax.tree.map(lambda x: np.asarray(x).reshape(*shape, *x.shape[1:]), curves)
+    return SweepResult(
+        grid={n: np.asarray(grid[n], dtype=np.float64) for n in names},
+        seeds=np.asarray(seeds),
+        steps=np.arange(num_evals + 1) * steps_per_eval,
+        curves=curves,
+        run_seconds=run_seconds.reshape(shape),
+        compile_seconds=compile_seconds,
+        total_seconds=total_seconds,
+        vectorized=vectorize,
+    )
+
+
+def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> int:
+    """Index of the value of ``hyperparameter`` with the lowest final validation loss,
+    averaged over seeds and any other hyperparameters; a diverged run counts as
+    infinitely bad."""
+    axis = list(result.grid).index(hyperparameter)
+    final = result.curves.val_loss[..., -1]
+    final = np.where(np.isfinite(final), final, np.inf)
+    per_value = np.moveaxis(final, axis, 0).reshape(final.shape[axis], -1).mean(axis=1)
+    return int(np.argmin(per_value))
+
+
+def subset(dataset: Any, num_train: int, num_eval: int, num_val: int) -> SweepData:
+    """The first examples of a :class:`~jaxopt_lab.data.Dataset`'s splits as sweep data:
+    ``num_train`` to train on, the first ``num_eval`` of those to measure the training
+    loss, the first ``num_val`` test examples to validate."""
+    train = partial(_head, count=num_train)
+    return SweepData(
+        train(dataset.train_images),
+        train(dataset.train_labels),
+        _head(dataset.train_images, min(num_eval, num_train)),
+        _head(dataset.train_labels, min(num_eval, num_train)),
+        _head(dataset.test_images, num_val),
+        _head(dataset.test_labels, num_val),
+    )
+
+
+def _head(array: jax.Array, count: int) -> jax.Array:
+    return array[: min(count, array.shape[0])]
