@@ -113,7 +113,8 @@ def run_jaxopt(epochs: int, extra_args: list[str], out: Path) -> dict:
         str(out),
         *extra_args,
     ]
-    subprocess.run(command, check=True, env=os.environ.copy())
+    if subprocess.run(command, env=os.environ.copy()).returncode != 0:
+        sys.exit(f"keras_baseline: `{' '.join(command[2:])}` failed (its error is above)")
     metrics = json.loads((out / "metrics.json").read_text())
     with open(out / "history.csv") as f:
         rows = list(csv.DictReader(f))
@@ -140,8 +141,9 @@ def main() -> None:
     configs = JAX_CONFIGS[:1] if args.seed_only else JAX_CONFIGS
     results = {"epochs": args.epochs, "jaxopt_lab": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, extra in configs:
-            results["jaxopt_lab"][label] = run_jaxopt(args.epochs, extra, Path(tmp) / label[:4])
+        for index, (label, extra) in enumerate(configs):
+            run_dir = Path(tmp) / f"run{index}"
+            results["jaxopt_lab"][label] = run_jaxopt(args.epochs, extra, run_dir)
     results["keras"] = run_keras(args.epochs, batch_size=32)
 
     keras = results["keras"]

@@ -4,6 +4,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxopt_lab import bench
@@ -69,3 +70,33 @@ def test_bench_command_writes_json_and_figure(tmp_path):
     assert [r["optimizer"] for r in report["optimizers"]] == ["sgd", "adam"]
     assert all(math.isfinite(r["ratio_vs_optax"]) for r in report["optimizers"])
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_every_registered_optimizer_has_an_optax_twin():
+    from jaxopt_lab.optim.registry import OPTIMIZER_NAMES
+
+    assert set(OPTIMIZER_NAMES) <= set(bench.OPTAX_TWINS)
+    assert bench.CLIPPED_CHAIN in bench.OPTAX_TWINS
+
+
+def test_summarise_spread_is_the_interquartile_range():
+    timing = bench.summarise([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert timing.median_s == 3.0 and timing.min_s == 1.0 and timing.repeats == 5
+    # statistics.quantiles (exclusive method) of 1, 2, 3, 4, 100: q1 = 1.5, q3 = 52.
+    assert timing.iqr_s == pytest.approx(50.5)
+    assert bench.summarise([2.0, 5.0]).iqr_s == 3.0
+    with pytest.raises(ValueError, match="times"):
+        bench.summarise([])
+
+
+def test_copy_baseline_streams_the_step_bytes_in_place():
+    params = bench.benchmark_params(1_000)
+    grads = jax.tree.map(jnp.ones_like, params)
+    state = (jnp.zeros((), jnp.int32), jax.tree.map(jnp.ones_like, params))
+    expected = jax.tree.map(lambda p: p + 1, params)
+    new_params, (count, moment) = bench._copy_step(jax.tree.map(jnp.copy, params), state, grads)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), new_params, expected)
+    jax.tree.map(lambda m: np.testing.assert_allclose(m, 0.999, rtol=1e-6), moment)
+    assert count.dtype == jnp.int32 and count == 0
+    # Donated: the inputs were consumed in place, as a real train step's are.
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
