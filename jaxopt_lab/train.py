@@ -110,8 +110,12 @@ def _forward(
     compute_dtype: jnp.dtype,
     dropout_key: jax.Array | None = None,
 ) -> tuple[jax.Array, nnx.State]:
-    """Float32 logits and the updated model state (training mode iff a key is given)."""
-    model = nnx.merge(graphdef, tree_cast(params, compute_dtype), model_state)
+    """Float32 logits and the updated model state (training mode iff a key is given).
+
+    ``copy=True`` gives the merged model fresh Variables of the current trace, so batch
+    norm may update its statistics inside ``jax.grad`` without a ``TraceContextError``.
+    """
+    model = nnx.merge(graphdef, tree_cast(params, compute_dtype), model_state, copy=True)
     logits = model(
         _inputs(images, compute_dtype), train=dropout_key is not None, dropout_key=dropout_key
     )
