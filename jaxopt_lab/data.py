@@ -134,8 +134,8 @@ def _resolves(host: str | None) -> bool:
 
 def _missing_message(name: str, manual_dir: Path, missing: list[str], expected: list[str]) -> str:
     return (
-        f"cannot prepare TFDS dataset {name!r}: no internet access and "
-        f"{len(missing)} of its files are missing from the manual directory {manual_dir}: "
+        f"cannot prepare TFDS dataset {name!r} offline: {len(missing)} of its files are "
+        f"missing from the manual directory {manual_dir}: "
         f"{', '.join(missing)}.\n"
         f"Put the original files ({', '.join(expected)}) in that directory, or point "
         "--manual-dir (or the environment variable MNIST_DIR, for mnist) at a directory "
@@ -147,8 +147,8 @@ def _read_split(builder, split: str) -> tuple[jax.Array, jax.Array]:
     """Read a whole split in one batch and move it to the device once."""
     import tensorflow_datasets as tfds
 
-    arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
-    images, labels = arrays
+    split_data = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
+    images, labels = tfds.as_numpy(split_data)
     return jax.device_put(np.asarray(images, np.uint8)), jax.device_put(
         np.asarray(labels, np.int32)
     )
