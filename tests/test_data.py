@@ -45,16 +45,27 @@ def test_empty_manual_dir_names_the_missing_files_and_where_they_go(tmp_path):
         assert filename in message
 
 
-def test_truncated_file_gives_a_checksum_error(tmp_path):
+def truncate(payload: bytes) -> bytes:
+    return payload[:1000]
+
+
+def garble(payload: bytes) -> bytes:
+    """Same size, one flipped byte in the middle: only the hash can tell."""
+    middle = len(payload) // 2
+    return payload[:middle] + bytes([payload[middle] ^ 0xFF]) + payload[middle + 1 :]
+
+
+@pytest.mark.parametrize("corrupt", [truncate, garble])
+def test_corrupt_file_gives_a_checksum_error(tmp_path, corrupt):
     manual = tmp_path / "manual"
     manual.mkdir()
     source = os.environ["MNIST_DIR"]
     for filename in MNIST_FILES:
         os.symlink(os.path.join(source, filename), manual / filename)
-    truncated = manual / "train-labels-idx1-ubyte.gz"
-    payload = truncated.read_bytes()[:1000]
-    truncated.unlink()
-    truncated.write_bytes(payload)
+    corrupted = manual / "train-labels-idx1-ubyte.gz"
+    payload = corrupt(corrupted.read_bytes())
+    corrupted.unlink()
+    corrupted.write_bytes(payload)
     with pytest.raises(DatasetError, match="checksum mismatch") as error:
         load_dataset(data_dir=str(tmp_path / "tfds"), manual_dir=str(manual), download=False)
     assert "train-labels-idx1-ubyte.gz" in str(error.value)
