@@ -350,8 +350,9 @@ def fit(
     Raises:
       ValueError: bad ``epochs``/``batch_size``, or a checkpoint of another model.
       FileNotFoundError: ``resume`` without a checkpoint in ``out_dir``.
-      TrainingDivergedError: the loss became NaN or infinite; the last good checkpoint
-        is kept.
+      TrainingDivergedError: the training or validation loss of an epoch became NaN or
+        infinite (the latter catches parameters broken by the epoch's last step); the
+        last good checkpoint is kept.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -411,15 +412,15 @@ def fit(
         )
         loss, accuracy, val_loss, val_accuracy = (float(x) for x in (*train_metrics, *val))
         seconds = time.perf_counter() - start
-        if not math.isfinite(loss):
+        if not (math.isfinite(loss) and math.isfinite(val_loss)):
             kept = (
                 f"the last good checkpoint (epoch {epoch}) is kept in {out}"
                 if out and epoch
                 else "no checkpoint was written"
             )
             raise TrainingDivergedError(
-                f"training diverged: the loss became {loss} in epoch {epoch + 1}; stopped, "
-                f"{kept}. Try a smaller learning rate or --clip-norm."
+                f"training diverged: the loss became {loss} (validation loss {val_loss}) in "
+                f"epoch {epoch + 1}; stopped, {kept}. Try a smaller learning rate or --clip-norm."
             )
         history.append(
             epoch=epoch + 1,

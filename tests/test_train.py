@@ -153,6 +153,22 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(small_mnist, tm
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
 
 
+def test_parameters_broken_by_the_last_step_of_an_epoch_stop_training(small_mnist, tmp_path):
+    # Full batch: one step per epoch, so the epoch's training loss is the (finite) loss of
+    # the initial parameters; the step itself overflows them and only validation sees it.
+    with pytest.raises(TrainingDivergedError, match=r"validation loss nan\) in epoch 1"):
+        fit(
+            MLP(rngs=nnx.Rngs(0)),
+            make_optimizer("sgd", 1e38),
+            small_mnist,
+            epochs=2,
+            batch_size=4096,
+            out_dir=tmp_path,
+            progress=False,
+        )
+    assert not (tmp_path / CHECKPOINT_FILE).exists()
+
+
 def test_full_batch_gradient_descent_takes_one_step_per_epoch(small_mnist):
     optimizer = make_optimizer("sgd", 0.5)
     graphdef, state = init_train_state(MLP(dropout_rate=0.0, rngs=nnx.Rngs(0)), optimizer)
