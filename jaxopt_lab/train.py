@@ -80,12 +80,14 @@ class TrainState(NamedTuple):
 
 
 class StepMetrics(NamedTuple):
+    """Mean softmax cross-entropy and accuracy over a batch (or means over an epoch)."""
+
     loss: jax.Array
     accuracy: jax.Array
 
 
 class TrainingDivergedError(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training or validation loss became NaN or infinite."""
 
 
 def init_train_state(
