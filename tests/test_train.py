@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import nnx, serialization
 
 from jaxopt_lab import cli, data
 from jaxopt_lab.models import MLP
@@ -65,6 +65,22 @@ def test_one_epoch_of_the_seed_job_writes_the_run_folder(mnist, tmp_path, monkey
     for figure in ("learning_curves.png", "predictions.png"):
         assert (out / figure).read_bytes()[:8] == PNG_SIGNATURE
     assert (out / CHECKPOINT_FILE).stat().st_size > 4 * 101_770  # params plus Adam moments
+
+
+def test_cli_mixed_precision_data_parallel_and_clipping(small_mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: small_mnist)
+    metrics = run_cli(
+        tmp_path, "--epochs", "2", "--mixed-precision", "--data-parallel", "--clip-norm", "1.0"
+    )
+    assert metrics["compute_dtype"] == "bfloat16" and metrics["data_parallel"] is True
+    assert metrics["clip_norm"] == 1.0 and metrics["epochs"] == 2
+    assert metrics["test_accuracy"] >= 0.88  # 2 epochs on 4096 images, bfloat16 compute
+    _, like = init_train_state(MLP(rngs=nnx.Rngs(0)), make_optimizer("adam", 1e-3, clip_norm=1.0))
+    state, epoch, _ = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE, like)
+    assert epoch == 2 and int(state.step) == 2 * (4096 // 32)
+    saved = serialization.msgpack_restore((tmp_path / "run" / CHECKPOINT_FILE).read_bytes())
+    saved_dtypes = {array.dtype for array in saved["state"].values() if array.ndim}
+    assert saved_dtypes == {np.dtype(np.float32)}  # parameters and Adam moments stay float32
 
 
 @pytest.mark.slow
