@@ -27,8 +27,9 @@ def _dense_bfgs_direction(grad, pairs):
 def test_two_loop_direction_matches_dense_bfgs():
     memory_size = 3
     problem = problems.quadratic(6, 20.0)
-    grad_fn = jax.grad(problem.fun)
+    grad_fn = jax.jit(jax.grad(problem.fun))
     transform = jl.scale_by_lbfgs(memory_size=memory_size)
+    update = jax.jit(transform.update)
     x = problem.x0
     state = transform.init(x)
     history = []  # (x, g) in float64
@@ -38,7 +39,7 @@ def test_two_loop_direction_matches_dense_bfgs():
         pairs = [
             (x1 - x0, g1 - g0) for (x0, g0), (x1, g1) in zip(history[:-1], history[1:], strict=True)
         ][-memory_size:]
-        direction, state = transform.update(grad, state, x)
+        direction, state = update(grad, state, x)
         np.testing.assert_allclose(
             direction, _dense_bfgs_direction(grad, pairs), rtol=2e-3, atol=1e-5
         )
@@ -48,15 +49,16 @@ def test_two_loop_direction_matches_dense_bfgs():
 
 def test_negative_curvature_pair_is_skipped_without_nan():
     transform = jl.scale_by_lbfgs()
+    update = jax.jit(transform.update)
     x0, x1 = jnp.array([0.0, 0.0]), jnp.array([1.0, 0.0])
     state = transform.init(x0)
-    _, state = transform.update(jnp.array([1.0, 0.0]), state, x0)
+    _, state = update(jnp.array([1.0, 0.0]), state, x0)
     # s = (1, 0), y = (-0.5, 0): s'y < 0, a pair optax would keep (optax#1708).
-    direction, state = transform.update(jnp.array([0.5, 0.0]), state, x1)
+    direction, state = update(jnp.array([0.5, 0.0]), state, x1)
     assert int(state.skipped_pairs) == 1
     assert not jnp.any(state.rho != 0)
     np.testing.assert_allclose(direction, [-1.0, 0.0])  # unit steepest descent
-    direction, _ = transform.update(jnp.zeros(2), state, x1)
+    direction, _ = update(jnp.zeros(2), state, x1)
     assert jnp.all(jnp.isfinite(direction)) and jnp.all(direction == 0)
 
 
@@ -105,8 +107,9 @@ def test_fixed_learning_rate_converges_on_a_quadratic():
     optimizer = jl.lbfgs(learning_rate=0.5)
     x, state = problem.x0, optimizer.init(problem.x0)
     update = jax.jit(optimizer.update)
+    grad_fn = jax.jit(jax.grad(problem.fun))
     for _ in range(100):
-        updates, state = update(jax.grad(problem.fun)(x), state, x)
+        updates, state = update(grad_fn(x), state, x)
         x = jl.apply_updates(x, updates)
     np.testing.assert_allclose(x, problem.x_min, rtol=1e-3, atol=1e-3)
 

@@ -74,14 +74,7 @@ class _Iterate(NamedTuple):
     stalled: jax.Array
 
 
-# A method: (value_and_grad, x0, options) -> (init_aux, step), with
-# step(x, value, grad, aux) -> (x, value, grad, aux, fevals_used, stalled).
-_Method = Callable[..., tuple[Any, Callable[..., tuple]]]
-
-
-def _lbfgs_method(
-    value_and_grad, fun, x0, memory_size=10, scale_init_precond=True, linesearch_steps=20
-):
+def _lbfgs_method(fun, x0, memory_size=10, scale_init_precond=True, linesearch_steps=20):
     optimizer = lbfgs(
         memory_size=memory_size,
         scale_init_precond=scale_init_precond,
@@ -98,10 +91,13 @@ def _lbfgs_method(
     return optimizer.init(x0), step
 
 
-def _newton_method(value_and_grad, fun, x0, damping=1e-6):
+def _newton_method(fun, x0, damping=1e-6):
     check_positive("damping", damping)
     _, unravel = ravel_pytree(x0)
-    flat_fun = lambda z: fun(unravel(z))  # noqa: E731
+
+    def flat_fun(z):
+        return fun(unravel(z))
+
     flat_value_and_grad = jax.value_and_grad(flat_fun)
     hessian = jax.hessian(flat_fun)
 
@@ -118,8 +114,9 @@ def _newton_method(value_and_grad, fun, x0, damping=1e-6):
     return (), step
 
 
-def _first_order_method(value_and_grad, fun, x0, name, learning_rate=1e-3, **options):
+def _first_order_method(fun, x0, name, learning_rate=1e-3, **options):
     optimizer = make_optimizer(name, learning_rate, **options)
+    value_and_grad = jax.value_and_grad(fun)
 
     def step(x, value, grad, state):
         updates, state = optimizer.update(grad, state, x)
@@ -130,19 +127,20 @@ def _first_order_method(value_and_grad, fun, x0, name, learning_rate=1e-3, **opt
     return optimizer.init(x0), step
 
 
-def _build_method(method: str, value_and_grad, fun, x0, options: dict[str, Any]):
+def _build_method(method: str, fun, x0, options: dict[str, Any]) -> tuple[Any, Callable]:
+    """``(initial state, step)`` of a method, where ``step(x, value, grad, state)`` returns
+    ``(x, value, grad, state, evaluations used, stalled)`` for the next iterate."""
     if method == "lbfgs":
-        return _lbfgs_method(value_and_grad, fun, x0, **options)
+        return _lbfgs_method(fun, x0, **options)
     if method == "newton":
-        return _newton_method(value_and_grad, fun, x0, **options)
+        return _newton_method(fun, x0, **options)
     name = "sgd" if method == "gd" else method
-    return _first_order_method(value_and_grad, fun, x0, name, **options)
+    return _first_order_method(fun, x0, name, **options)
 
 
 def _solve(fun, x0, tol, method, maxiter, options):
-    value_and_grad = jax.value_and_grad(fun)
-    aux, step = _build_method(method, value_and_grad, fun, x0, dict(options))
-    value, grad = value_and_grad(x0)
+    aux, step = _build_method(method, fun, x0, dict(options))
+    value, grad = jax.value_and_grad(fun)(x0)
 
     def keep_going(it: _Iterate) -> jax.Array:
         return (tree_l2_norm(it.grad) > tol) & (it.iterations < maxiter) & ~it.stalled
