@@ -178,12 +178,15 @@ def test_maxiter_stops_unconverged():
         ({"method": "bfgs"}, "method"),
         ({"memory_size": 0}, "memory_size"),
         ({"method": "newton", "damping": -1.0}, "damping"),
+        ({"method": "adam", "learning_rate": jnp.ones(())}, "hashable"),
+        ({"x0": jnp.array([1, 2])}, "x0"),
     ],
 )
 def test_bad_options_raise(kwargs, name):
     problem = problems.rosenbrock(2)
+    kwargs = {"x0": problem.x0, **kwargs}
     with pytest.raises(ValueError, match=name):
-        jl.minimize(problem.fun, problem.x0, **kwargs)
+        jl.minimize(problem.fun, **kwargs)
 
 
 def test_command_line_prints_the_result(capsys):

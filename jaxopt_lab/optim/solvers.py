@@ -192,7 +192,16 @@ def minimize(
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     check_non_negative("tol", tol)
     check_positive_int("maxiter", maxiter)
-    if not jax.tree.leaves(x0):
+    leaves = jax.tree.leaves(x0)
+    if not leaves:
         raise ValueError("x0 must hold at least one array")
+    if not all(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves):
+        raise ValueError("x0 must hold floating-point arrays (integers have no gradient)")
     frozen = tuple(sorted(options.items()))
+    try:
+        hash(frozen)
+    except TypeError as error:
+        raise ValueError(
+            f"options must be hashable Python values (they key the compiled solver): {error}"
+        ) from None
     return _jitted_solve(fun, x0, tol, method=method, maxiter=maxiter, options=frozen)
