@@ -6,13 +6,16 @@ Dense(10, softmax); adam, sparse categorical cross-entropy, ``fit`` with batch 3
 same settings, run as a subprocess so that TensorFlow and JAX do not share threads.
 Both read the same TFDS MNIST arrays.
 
-Reported: training wall time of each (Keras: the ``fit`` call; jaxopt_lab:
-``train_seconds`` from metrics.json, compilation included, dataset preparation
-excluded), their ratio, final test accuracy, and time-to-accuracy: the wall time until
-the per-epoch test accuracy first reaches 0.97 and 0.98 (evaluation time included for
-both, as both evaluate the test set after every epoch).
+Reported: training wall time of the 5-epoch seed job in each (Keras: from the ``fit``
+call to the end of epoch 5; jaxopt_lab: ``train_seconds`` from metrics.json,
+compilation included, dataset preparation excluded), their ratio, the test accuracy
+after epoch 5, and time to accuracy: the wall time until the per-epoch test accuracy
+first reaches 0.97 and 0.98 (evaluation included for both, as both evaluate the test
+set after every epoch). For that, Keras keeps fitting to ``--tta-epochs`` (the
+quickstart rarely reaches 0.98 in 5 epochs) and jaxopt_lab also runs faster settings
+(larger batches, higher learning rates) for ``--tta-epochs``.
 
-    python benchmarks/keras_baseline.py --out runs/bench/keras.json
+    make bench-keras    # sets MNIST_DIR and TFDS_DATA_DIR, writes runs/bench/keras.json
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from pathlib import Path
 
 TARGETS = (0.97, 0.98)
 
-# (label, extra `jaxopt-lab train` arguments); the seed settings first.
-JAX_CONFIGS = (
-    ("seed: adam 1e-3, batch 32", ["--batch-size", "32", "--learning-rate", "1e-3"]),
+SEED_LABEL = "seed: adam 1e-3, batch 32"
+SEED_ARGS = ["--batch-size", "32", "--learning-rate", "1e-3"]
+# Faster settings for time to accuracy (label, extra `jaxopt-lab train` arguments).
+FAST_CONFIGS = (
     ("adam 2e-3, batch 128", ["--batch-size", "128", "--learning-rate", "2e-3"]),
     ("adam 3e-3, batch 256", ["--batch-size", "256", "--learning-rate", "3e-3"]),
+    ("adam 4e-3, batch 512", ["--batch-size", "512", "--learning-rate", "4e-3"]),
 )
 
 
@@ -46,7 +51,9 @@ def time_to_targets(cumulative_seconds: list[float], accuracies: list[float]) ->
     return reached
 
 
-def run_keras(epochs: int, batch_size: int) -> dict:
+def run_keras(epochs: int, total_epochs: int, batch_size: int) -> dict:
+    """The quickstart, fitted for ``total_epochs``; its training time and accuracy are
+    read at ``epochs`` (the seed job), its time to accuracy over all epochs."""
     import numpy as np
     import tensorflow as tf
 
@@ -70,28 +77,27 @@ def run_keras(epochs: int, batch_size: int) -> dict:
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     class EpochClock(tf.keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.start, self.ends = time.perf_counter(), []
+        def __init__(self, start: float):
+            super().__init__()
+            self.start, self.ends = start, []
 
         def on_epoch_end(self, epoch, logs=None):
             self.ends.append(time.perf_counter() - self.start)
 
-    clock = EpochClock()
-    start = time.perf_counter()
+    clock = EpochClock(time.perf_counter())
     history = model.fit(
         x_train,
         y_train,
-        epochs=epochs,
+        epochs=total_epochs,
         batch_size=batch_size,
         validation_data=(x_test, y_test),
         callbacks=[clock],
         verbose=2,
     )
-    seconds = time.perf_counter() - start
     accuracies = [float(a) for a in history.history["val_accuracy"]]
     return {
-        "train_seconds": seconds,
-        "test_accuracy": accuracies[-1],
+        "train_seconds": clock.ends[epochs - 1],
+        "test_accuracy": accuracies[epochs - 1],
         "val_accuracy_per_epoch": accuracies,
         "time_to_accuracy": time_to_targets(clock.ends, accuracies),
     }
@@ -133,23 +139,37 @@ def run_jaxopt(epochs: int, extra_args: list[str], out: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=5, help="the seed job's epochs")
+    parser.add_argument(
+        "--tta-epochs",
+        type=int,
+        default=10,
+        help="epochs of the faster jaxopt_lab settings and of Keras, for time to accuracy",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench/keras.json"))
     parser.add_argument("--seed-only", action="store_true", help="skip the faster configs")
     args = parser.parse_args()
 
-    configs = JAX_CONFIGS[:1] if args.seed_only else JAX_CONFIGS
-    results = {"epochs": args.epochs, "jaxopt_lab": {}}
+    if not 1 <= args.epochs <= args.tta_epochs:
+        parser.error("need 1 <= --epochs <= --tta-epochs")
+    runs = [(SEED_LABEL, SEED_ARGS, args.epochs)]
+    if not args.seed_only:
+        runs += [(label, extra, args.tta_epochs) for label, extra in FAST_CONFIGS]
+    results = {"epochs": args.epochs, "tta_epochs": args.tta_epochs, "jaxopt_lab": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for index, (label, extra) in enumerate(configs):
+        for index, (label, extra, epochs) in enumerate(runs):
             run_dir = Path(tmp) / f"run{index}"
-            results["jaxopt_lab"][label] = run_jaxopt(args.epochs, extra, run_dir)
-    results["keras"] = run_keras(args.epochs, batch_size=32)
+            results["jaxopt_lab"][label] = run_jaxopt(epochs, extra, run_dir)
+    keras_epochs = args.epochs if args.seed_only else args.tta_epochs
+    results["keras"] = run_keras(args.epochs, keras_epochs, batch_size=32)
 
     keras = results["keras"]
-    seed = results["jaxopt_lab"][JAX_CONFIGS[0][0]]
+    seed = results["jaxopt_lab"][SEED_LABEL]
     results["speedup_seed_job"] = keras["train_seconds"] / seed["train_seconds"]
-    print(f"\n{'run':<28} {'train s':>8} {'test acc':>9} {'to 0.97 s':>10} {'to 0.98 s':>10}")
+    print(
+        f"\n{'run':<28} {'train s':>8} {'test acc':>9} {'to 0.97 s':>10} {'to 0.98 s':>10}"
+        f"\n(train s and test acc after {args.epochs} epochs for Keras and the seed job)"
+    )
     for label, r in [("keras quickstart, batch 32", keras), *results["jaxopt_lab"].items()]:
         tta = r["time_to_accuracy"]
         cells = [f"{tta[k]:>10.1f}" if tta[k] is not None else f"{'never':>10}" for k in tta]
