@@ -241,37 +241,6 @@ def test_train_epoch_vmaps_over_seeds_and_learning_rates(small_mnist):
             np.testing.assert_allclose(batched[index], alone, rtol=1e-5, atol=1e-6)
 
 
-def test_mixed_precision_keeps_float32_state_and_learns(small_mnist):
-    model = MLP(rngs=nnx.Rngs(0))
-    optimizer = make_optimizer("adam", 1e-3)
-    graphdef, state = init_train_state(model, optimizer)
-    epoch = jax.jit(
-        partial(
-            train_epoch,
-            graphdef=graphdef,
-            optimizer=optimizer,
-            batch_size=32,
-            compute_dtype=jnp.bfloat16,
-        )
-    )
-    state, metrics = epoch(
-        state, jax.random.key(0), small_mnist.train_images, small_mnist.train_labels
-    )
-    state, metrics = epoch(
-        state, jax.random.key(1), small_mnist.train_images, small_mnist.train_labels
-    )
-    dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state)) if x.ndim}
-    assert dtypes == {jnp.dtype(jnp.float32)}
-    test = evaluate(
-        state,
-        small_mnist.test_images,
-        small_mnist.test_labels,
-        graphdef=graphdef,
-        compute_dtype=jnp.bfloat16,
-    )
-    assert float(test.accuracy) >= 0.88
-
-
 def test_batch_norm_statistics_are_carried_through_the_scan(small_mnist):
     model = MLP(batch_norm=True, rngs=nnx.Rngs(0))
     history = fit(
