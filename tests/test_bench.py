@@ -100,3 +100,11 @@ def test_copy_baseline_streams_the_step_bytes_in_place():
     assert count.dtype == jnp.int32 and count == 0
     # Donated: the inputs were consumed in place, as a real train step's are.
     assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+
+
+def test_training_throughput_counts_whole_batches_of_real_mnist(mnist):
+    images, labels = mnist.train_images[:2_000], mnist.train_labels[:2_000]
+    (record,) = bench.training_throughput(images, labels, [300], repeats=1, progress=False)
+    assert record["batch_size"] == 300 and record["samples_per_epoch"] == 1_800  # 6 batches
+    assert record["samples_per_s"] == pytest.approx(1_800 / record["epoch"]["median_s"])
+    assert record["compile_s"] > 0 and math.isfinite(record["samples_per_s"])
