@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import jaxopt_lab as jl
@@ -11,15 +12,18 @@ import jaxopt_lab as jl
 SHAPES = {"dense": {"kernel": (7, 5), "bias": (5,)}, "conv": {"kernel": (3, 3, 2, 4)}, "scale": ()}
 
 
-def random_tree(key: jax.Array, dtype=jnp.float32, shapes=SHAPES):
-    """A nested dict of normal random arrays with the given leaf shapes."""
-    leaves, treedef = jax.tree.flatten(shapes, is_leaf=lambda s: isinstance(s, tuple))
-    keys = jax.random.split(key, len(leaves))
-    arrays = [
-        jax.random.normal(k, s, jnp.float32).astype(dtype)
-        for k, s in zip(keys, leaves, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, arrays)
+def random_tree(seed: int, dtype=jnp.float32, shapes=SHAPES, batch: tuple[int, ...] = ()):
+    """A nested dict of standard normal arrays with the given leaf shapes.
+
+    Drawn with NumPy so that tests pay no compile time for random numbers; ``batch``
+    prepends axes (e.g. steps of a scan, members of a vmap).
+    """
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda shape: jnp.asarray(rng.standard_normal((*batch, *shape), np.float32), dtype),
+        shapes,
+        is_leaf=lambda s: isinstance(s, tuple),
+    )
 
 
 def _decay_mask(params):
@@ -78,15 +82,18 @@ CASES = {
 }
 
 
-def run_steps(optimizer, params, grad_keys, apply=jl.apply_updates):
-    """Run one update per key (gradients: random normal) in a scan; return final params."""
-    state = optimizer.init(params)
+def random_gradients(seed: int, steps: int, dtype=jnp.float32):
+    """``steps`` random gradient trees (standard deviation 2) stacked on a leading axis."""
+    return jax.tree.map(lambda g: 2 * g, random_tree(seed, dtype, batch=(steps,)))
 
-    def step(carry, key):
+
+def run_steps(optimizer, params, gradients, apply=jl.apply_updates):
+    """Apply one update per stacked gradient tree in a ``lax.scan``; return final params."""
+
+    def step(carry, grads):
         params, state = carry
-        grads = jax.tree.map(lambda g: 2.0 * g, random_tree(key, jax.tree.leaves(params)[0].dtype))
         updates, state = optimizer.update(grads, state, params)
         return (apply(params, updates), state), None
 
-    (params, _), _ = jax.lax.scan(step, (params, state), grad_keys)
+    (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), gradients)
     return params

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from optim_cases import CASES, random_tree, run_steps
+from optim_cases import CASES, random_gradients, random_tree, run_steps
 
 import jaxopt_lab as jl
 
@@ -26,10 +26,10 @@ def _agree(ours, theirs, dtype):
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_matches_optax_for_100_steps(case, dtype):
     ours, theirs = CASES[case]
-    params = random_tree(jax.random.key(0), dtype)
-    keys = jax.random.split(jax.random.key(1), STEPS)
-    ours_final = jax.jit(lambda p: run_steps(ours, p, keys))(params)
-    optax_final = jax.jit(lambda p: run_steps(theirs, p, keys, optax.apply_updates))(params)
+    params = random_tree(0, dtype)
+    grads = random_gradients(1, STEPS, dtype)
+    ours_final = jax.jit(lambda p, g: run_steps(ours, p, g))(params, grads)
+    optax_final = jax.jit(lambda p, g: run_steps(theirs, p, g, optax.apply_updates))(params, grads)
     _agree(ours_final, optax_final, dtype)
     # the parameters really moved, so agreement is not trivial
     moved = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), ours_final, params)
@@ -37,7 +37,7 @@ def test_matches_optax_for_100_steps(case, dtype):
 
 
 def test_state_is_a_pytree_of_the_parameter_dtypes():
-    params = random_tree(jax.random.key(0), jnp.bfloat16)
+    params = random_tree(0, jnp.bfloat16)
     state = jl.adam(1e-3, mu_dtype=jnp.float32).init(params)
     adam_state = state[0]
     assert all(m.dtype == jnp.float32 for m in jax.tree.leaves(adam_state.mu))

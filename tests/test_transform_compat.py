@@ -43,7 +43,7 @@ def _close(a, b, rtol=1e-5, atol=1e-6):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_jit_matches_eager(name):
     optimizer = OPTIMIZERS[name][0](0.05)
-    params = random_tree(jax.random.key(0))
+    params = random_tree(0)
     state = optimizer.init(params)
     grads = jax.grad(loss)(params)
     eager = optimizer.update(grads, state, params)
@@ -54,7 +54,7 @@ def test_jit_matches_eager(name):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_scan_over_steps_matches_python_loop(name):
     optimizer = OPTIMIZERS[name][0](0.05)
-    params = random_tree(jax.random.key(1))
+    params = random_tree(1)
 
     def step(carry, _):
         p, s = carry
@@ -72,7 +72,7 @@ def test_scan_over_steps_matches_python_loop(name):
 def test_vmap_over_parameter_sets_and_learning_rates(name):
     """A batch of 4 parameter sets, each with its own (traced) learning rate."""
     make = OPTIMIZERS[name][0]
-    batch = jax.vmap(random_tree)(jax.random.split(jax.random.key(2), 4))
+    batch = random_tree(2, batch=(4,))
     learning_rates = jnp.array([0.01, 0.03, 0.1, 0.3])
 
     @jax.vmap
@@ -94,7 +94,7 @@ def test_vmap_over_parameter_sets_and_learning_rates(name):
 def test_grad_through_updates_matches_optax(name):
     """Meta-gradient: d loss(after 3 steps) / d learning rate, ours vs optax."""
     ours, theirs = OPTIMIZERS[name]
-    params = random_tree(jax.random.key(3))
+    params = random_tree(3)
 
     def final_loss(lr, make, apply):
         return loss(descend(make(lr), params, 3, apply))
