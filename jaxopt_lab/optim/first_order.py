@@ -87,8 +87,12 @@ def _ema(updates: PyTree, moment: PyTree, decay: Any, order: int) -> PyTree:
 
 
 def _debias(moment: PyTree, decay: Any, count: jax.Array) -> PyTree:
-    """Bias-corrected moment ``m / (1 - decay^t)``, divided in the moment's dtype."""
-    correction = 1 - decay**count
+    """Bias-corrected moment ``m / (1 - decay^t)``, divided in the moment's dtype.
+
+    The power takes a float exponent: with an integer one, eager mode multiplies out
+    ``decay^t`` and loses digits that ``1 - decay^t`` (small for early ``t``) magnifies.
+    """
+    correction = 1 - decay ** count.astype(jnp.result_type(float))
     return jax.tree.map(lambda m: m / correction.astype(m.dtype), moment)
 
 
