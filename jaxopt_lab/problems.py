@@ -4,6 +4,13 @@ Each constructor returns a :class:`Problem`: the objective ``fun`` (a pure JAX f
 a pytree), a default start ``x0``, the known minimiser ``x_min`` and minimum ``f_min``
 (None where unknown), and ``bounds``, the plot window of 2-D problems. Arrays are created
 in JAX's default float dtype, so building a problem under ``jax_enable_x64`` gives float64.
+
+Problems that carry data (the quadratic's matrix, the logistic regression's features) give
+``fun`` as a :class:`jax.tree_util.Partial`: a callable pytree whose data are leaves, so
+:func:`~jaxopt_lab.optim.solvers.minimize`, or any ``jax.jit`` taking ``fun`` as an
+argument, receives the data as arguments instead of compiling them in as constants
+(for MNIST that is 376 MB of float64 features: compilation drops from seconds to
+a fraction of one).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
 
 from jaxopt_lab.optim.base import check_non_negative, check_positive, check_positive_int
 
@@ -58,18 +66,17 @@ def quadratic(dim: int, condition_number: float, key: jax.Array | None = None) -
     b64 = np.asarray(jax.random.normal(b_key, (dim,)), np.float64)
     x_min64 = np.linalg.solve(a64, b64)
     dtype = _float_dtype()
-    a, b = jnp.asarray(a64, dtype), jnp.asarray(b64, dtype)
-
-    def fun(x: jax.Array) -> jax.Array:
-        return 0.5 * x @ (a @ x) - b @ x
-
     return Problem(
         name=f"quadratic{dim}_cond{condition_number:g}",
-        fun=fun,
+        fun=Partial(_quadratic_value, jnp.asarray(a64, dtype), jnp.asarray(b64, dtype)),
         x0=jnp.zeros(dim, dtype),
         x_min=jnp.asarray(x_min64, dtype),
         f_min=float(-0.5 * b64 @ x_min64),
     )
+
+
+def _quadratic_value(a: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
+    return 0.5 * x @ (a @ x) - b @ x
 
 
 def rosenbrock(dim: int = 2) -> Problem:
@@ -176,19 +183,21 @@ def logistic_regression(
     num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     check_positive_int("num_classes", num_classes)
     dtype = _float_dtype()
-    features = features.astype(dtype)
-
-    def fun(params: dict[str, jax.Array]) -> jax.Array:
-        logits = features @ params["weights"] + params["bias"]
-        log_probs = jax.nn.log_softmax(logits)
-        nll = -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
-        return nll + 0.5 * l2 * jnp.sum(params["weights"] ** 2)
-
+    fun = Partial(_logistic_loss, features.astype(dtype), labels, jnp.asarray(l2, dtype))
     x0 = {
         "weights": jnp.zeros((features.shape[1], num_classes), dtype),
         "bias": jnp.zeros((num_classes,), dtype),
     }
     return Problem(name="logistic_regression", fun=fun, x0=x0, x_min=None, f_min=None)
+
+
+def _logistic_loss(
+    features: jax.Array, labels: jax.Array, l2: jax.Array, params: dict[str, jax.Array]
+) -> jax.Array:
+    logits = features @ params["weights"] + params["bias"]
+    log_probs = jax.nn.log_softmax(logits)
+    nll = -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+    return nll + 0.5 * l2 * jnp.sum(params["weights"] ** 2)
 
 
 PROBLEMS: dict[str, Callable[..., Problem]] = {

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
 
 import jaxopt_lab as jl
 from jaxopt_lab import cli, problems
@@ -21,6 +22,7 @@ def float64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
+    jax.clear_caches()
 
 
 class _Reached(Exception):
@@ -133,6 +135,23 @@ def test_second_call_with_new_start_does_not_recompile():
     second = jl.minimize(fun, problem.x0 + 0.1, tol=TOL)
     assert traced > 0 and len(traces) == traced
     assert first.converged and second.converged
+
+
+def test_partial_data_are_arguments_so_new_data_does_not_recompile():
+    traces = []
+
+    def quadratic_value(a, b, x):
+        traces.append(1)  # runs only while tracing
+        return 0.5 * x @ (a @ x) - b @ x
+
+    traced_after = []
+    for seed in (1, 2):  # two different matrices of the same shape, one compilation
+        problem = problems.quadratic(20, 50.0, key=jax.random.key(seed))
+        fun = Partial(quadratic_value, *problem.fun.args)
+        result = jl.minimize(fun, problem.x0, "newton", tol=1e-8)
+        np.testing.assert_allclose(result.x, problem.x_min, rtol=1e-7, atol=1e-8)
+        traced_after.append(len(traces))
+    assert traced_after[0] > 0 and traced_after[1] == traced_after[0]
 
 
 def test_pytree_parameters_logistic_regression_matches_scipy():

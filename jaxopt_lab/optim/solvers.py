@@ -22,7 +22,10 @@ calls of the objective's value-and-gradient (Newton's Hessians are not counted).
 The compiled solver is cached on ``(fun, method, maxiter, options)``: calling ``minimize``
 again with the same ``fun`` object and a new ``x0`` of the same shape reuses it. ``tol``
 and ``x0`` are traced, so ``minimize`` also works under ``jax.jit`` and ``jax.vmap`` over
-starting points.
+starting points. When ``fun`` is a :class:`jax.tree_util.Partial`, its bound arguments
+(a data set, a matrix) are passed to the compiled solver as arguments instead of being
+embedded in it as constants, which keeps compilation fast for large data; the cache is
+then keyed on the wrapped function and the arguments' shapes.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
 
 from jaxopt_lab.optim.base import (
     PyTree,
@@ -170,7 +174,7 @@ def _solve(fun, x0, tol, method, maxiter, options):
     )
 
 
-_jitted_solve = jax.jit(_solve, static_argnames=("fun", "method", "maxiter", "options"))
+_jitted_solve = jax.jit(_solve, static_argnames=("method", "maxiter", "options"))
 
 
 def minimize(
@@ -204,4 +208,6 @@ def minimize(
         raise ValueError(
             f"options must be hashable Python values (they key the compiled solver): {error}"
         ) from None
-    return _jitted_solve(fun, x0, tol, method=method, maxiter=maxiter, options=frozen)
+    # A Partial is a pytree: its bound arguments are traced, its function is static.
+    objective = fun if isinstance(fun, Partial) else Partial(fun)
+    return _jitted_solve(objective, x0, tol, method=method, maxiter=maxiter, options=frozen)
