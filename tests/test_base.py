@@ -124,5 +124,5 @@ def test_checks_skip_traced_values_and_accept_schedules():
     base.check_learning_rate(optax.constant_schedule(0.1))
     with pytest.raises(ValueError, match="learning_rate must be > 0"):
         base.check_learning_rate(0.0)
-    with pytest.raises(ValueError, match="scalar"):
+    with pytest.raises(ValueError, match="eps must be a scalar"):
         base.check_positive("eps", jnp.ones(3))

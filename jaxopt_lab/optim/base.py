@@ -158,7 +158,7 @@ def _accum_dtype_of_tree(tree: PyTree) -> jnp.dtype:
 # --------------------------------------------------------------------------- validation
 
 
-def _concrete(value: Any) -> float | None:
+def _concrete(name: str, value: Any) -> float | None:
     """The value as a Python float, or None when it is traced (e.g. a vmapped sweep)."""
     if isinstance(value, jax.core.Tracer):
         return None
@@ -166,7 +166,7 @@ def _concrete(value: Any) -> float | None:
         return float(value)
     arr = jnp.asarray(value)
     if arr.ndim != 0:
-        raise ValueError(f"expected a scalar hyperparameter, got an array of shape {arr.shape}")
+        raise ValueError(f"{name} must be a scalar, got an array of shape {arr.shape}")
     return float(arr)
 
 
@@ -179,21 +179,21 @@ def check_learning_rate(learning_rate: ScalarOrSchedule, name: str = "learning_r
 
 def check_positive(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value > 0``."""
-    v = _concrete(value)
+    v = _concrete(name, value)
     if v is not None and not v > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def check_non_negative(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value >= 0``."""
-    v = _concrete(value)
+    v = _concrete(name, value)
     if v is not None and not v >= 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
 
 
 def check_unit_interval(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``0 <= value < 1`` (betas, decays)."""
-    v = _concrete(value)
+    v = _concrete(name, value)
     if v is not None and not 0 <= v < 1:
         raise ValueError(f"{name} must lie in [0, 1), got {value!r}")
 
