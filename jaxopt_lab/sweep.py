@@ -22,11 +22,11 @@ arrays as the training data to evaluate on all of it).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -41,8 +41,8 @@ from jaxopt_lab.train import TrainState, evaluate, init_train_state, train_step
 
 # hyperparameters (traced scalars by name) and a PRNG key -> optimizer
 OptimizerFactory = Callable[[Mapping[str, jax.Array], jax.Array], optax.GradientTransformation]
-# PRNG key -> freshly initialised model
-ModelFactory = Callable[[jax.Array], nnx.Module]
+# (hyperparameters, PRNG key) -> freshly initialised model
+ModelFactory = Callable[[Mapping[str, jax.Array], jax.Array], nnx.Module]
 # (state, graphdef) -> pytree of arrays recorded at every evaluation point
 Probe = Callable[[TrainState, nnx.GraphDef], Any]
 
@@ -158,10 +158,14 @@ def sweep(
 ) -> SweepResult:
     """Train one model per point of ``grid`` (cartesian product) and per seed.
 
-    The seed initialises the model (``model_factory(key)``) and drives batch sampling,
-    dropout and any randomness of the optimizer (``optimizer_factory(hparams, key)``),
-    so a run is reproducible from its seed alone and shares it across the grid: runs
-    with the same seed and different hyperparameters are paired.
+    The seed initialises the model (``model_factory(hparams, key)``) and drives batch
+    sampling, dropout and any randomness of the optimizer (``optimizer_factory(hparams,
+    key)``), so a run is reproducible from its seed alone and shares it across the grid:
+    runs with the same seed and different hyperparameters are paired.
+
+    The compiled program is cached on the factories, probe and budget (the same function
+    objects give the same program), and ``data`` is an argument of it, so sweeping
+    again on other data of the same shapes (e.g. with flipped labels) does not recompile.
     """
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise ValueError("grid needs at least one hyperparameter with at least one value")
@@ -176,41 +180,24 @@ def sweep(
     columns = np.asarray(points, dtype=np.float64).T
     hyperparameters = {n: jnp.asarray(columns[i], jnp.float32) for i, n in enumerate(names)}
     run_seeds = jnp.asarray(columns[-1], jnp.uint32)
-    graphdef, _ = init_train_state(model_factory(jax.random.key(0)), optax.identity())
-
-    def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array) -> Curve:
-        init_key, optimizer_key, train_key = jax.random.split(jax.random.key(seed), 3)
-        optimizer = optimizer_factory(hparams, optimizer_key)
-        _, state = init_train_state(model_factory(init_key), optimizer)
-        _, curve = train_curve(
-            state,
-            train_key,
-            data,
-            graphdef=graphdef,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            num_evals=num_evals,
-            steps_per_eval=steps_per_eval,
-            probe=probe,
-        )
-        return curve
+    single, batched = _compiled_runs(
+        optimizer_factory, model_factory, probe, batch_size, num_evals, steps_per_eval, tuple(names)
+    )
 
     start = time.perf_counter()
     if vectorize:
-        batched = jax.jit(jax.vmap(one_run))
-        compile_seconds = time_compile(batched, hyperparameters, run_seeds)
+        compile_seconds = time_compile(batched, hyperparameters, run_seeds, data)
         tick = time.perf_counter()
-        curves = jax.block_until_ready(batched(hyperparameters, run_seeds))
+        curves = jax.block_until_ready(batched(hyperparameters, run_seeds, data))
         run_seconds = np.full(len(points), (time.perf_counter() - tick) / len(points))
     else:
-        single = jax.jit(one_run)
-        first = ({n: v[0] for n, v in hyperparameters.items()}, run_seeds[0])
-        compile_seconds = time_compile(single, *first)
+        first = {n: v[0] for n, v in hyperparameters.items()}
+        compile_seconds = time_compile(single, first, run_seeds[0], data)
         outputs, times = [], []
         for index in range(len(points)):
             tick = time.perf_counter()
             hparams = {n: v[index] for n, v in hyperparameters.items()}
-            outputs.append(jax.block_until_ready(single(hparams, run_seeds[index])))
+            outputs.append(jax.block_until_ready(single(hparams, run_seeds[index], data)))
             times.append(time.perf_counter() - tick)
         curves = jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
         run_seconds = np.asarray(times)
@@ -230,6 +217,40 @@ def sweep(
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled_runs(
+    optimizer_factory: OptimizerFactory,
+    model_factory: ModelFactory,
+    probe: Probe | None,
+    batch_size: int,
+    num_evals: int,
+    steps_per_eval: int,
+    names: tuple[str, ...],
+) -> tuple[Callable, Callable]:
+    """The jitted single run ``(hparams, seed, data) -> Curve`` and its vmap over runs."""
+    example = {n: jnp.zeros((), jnp.float32) for n in names}
+    graphdef, _ = init_train_state(model_factory(example, jax.random.key(0)), optax.identity())
+
+    def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array, data: SweepData) -> Curve:
+        init_key, optimizer_key, train_key = jax.random.split(jax.random.key(seed), 3)
+        optimizer = optimizer_factory(hparams, optimizer_key)
+        _, state = init_train_state(model_factory(hparams, init_key), optimizer)
+        _, curve = train_curve(
+            state,
+            train_key,
+            data,
+            graphdef=graphdef,
+            optimizer=optimizer,
+            batch_size=batch_size,
+            num_evals=num_evals,
+            steps_per_eval=steps_per_eval,
+            probe=probe,
+        )
+        return curve
+
+    return jax.jit(one_run), jax.jit(jax.vmap(one_run, in_axes=(0, 0, None)))
+
+
 def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> int:
     """Index of the value of ``hyperparameter`` with the lowest final validation loss,
     averaged over seeds and any other hyperparameters; a diverged run counts as
@@ -245,10 +266,9 @@ def subset(dataset: Any, num_train: int, num_eval: int, num_val: int) -> SweepDa
     """The first examples of a :class:`~jaxopt_lab.data.Dataset`'s splits as sweep data:
     ``num_train`` to train on, the first ``num_eval`` of those to measure the training
     loss, the first ``num_val`` test examples to validate."""
-    train = partial(_head, count=num_train)
     return SweepData(
-        train(dataset.train_images),
-        train(dataset.train_labels),
+        _head(dataset.train_images, num_train),
+        _head(dataset.train_labels, num_train),
         _head(dataset.train_images, min(num_eval, num_train)),
         _head(dataset.train_labels, min(num_eval, num_train)),
         _head(dataset.test_images, num_val),
