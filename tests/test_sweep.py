@@ -10,7 +10,7 @@ from jaxopt_lab.models import MLP
 from jaxopt_lab.sweep import best_index, named_optimizer, subset, sweep
 
 
-def _small_model(key):
+def _small_model(hyperparameters, key):
     return MLP(hidden_sizes=(32,), dropout_rate=0.1, rngs=nnx.Rngs(key))
 
 
