@@ -9,7 +9,7 @@ export MNIST_DIR ?= $(abspath ../shared/data/mnist)
 # Where TFDS keeps prepared datasets (kept out of git, reused between runs).
 export TFDS_DATA_DIR ?= $(CURDIR)/.tfds
 
-.PHONY: help install test test-quick lint train bench bench-optim bench-keras bench-lbfgs experiments experiments-quick clean
+.PHONY: help install test test-quick lint train bench bench-optim bench-keras bench-lbfgs bench-sweep experiments experiments-quick experiments-medium clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,18 @@ bench-keras: $(BIN)/.installed ## the seed job in Keras vs jaxopt-lab train, and
 
 bench-lbfgs: $(BIN)/.installed ## L-BFGS: ours vs optax vs scipy (Rosenbrock, quadratic, MNIST logreg), float64
 	$(BIN)/python benchmarks/bench_lbfgs.py --out runs/bench/lbfgs.json
+
+bench-sweep: $(BIN)/.installed ## 8 learning rates x 3 seeds of the MNIST MLP: one vmapped program vs one run after another
+	$(BIN)/python benchmarks/bench_sweep.py --out runs/bench/sweep.json
+
+experiments: $(BIN)/.installed ## the six optimizer studies, full budget -> $(OUT)/REPORT.md + figures (hours on a CPU)
+	$(BIN)/python -m experiments.run_all --budget full --out $(OUT)
+
+experiments-medium: $(BIN)/.installed ## the studies on a 20k-image subset (about 30 min on 2 CPU cores) -> $(OUT)
+	$(BIN)/python -m experiments.run_all --budget medium --out $(OUT)
+
+experiments-quick: $(BIN)/.installed ## the studies at small budgets (CI; about 4 min on 2 CPU cores) -> $(OUT)
+	$(BIN)/python -m experiments.run_all --budget quick --out $(OUT)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

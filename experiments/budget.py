@@ -99,19 +99,20 @@ FULL = Budget(
     timing_repeats=20,
 )
 
-# between the two: a 20k-image training subset and half the full steps
+# between the two: a 10k-image training subset, half the full steps, three optimizers
+# under noise (about 20 minutes on 2 shared CPU cores)
 MEDIUM = replace(
     FULL,
     name="medium",
-    num_train=20000,
+    num_train=10000,
     num_eval=5000,
     num_val=5000,
     learning_rates=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-    final_seeds=(10, 11, 12, 13, 14),
     steps=1500,
-    full_batch_steps=100,
+    full_batch_steps=50,
     evals=15,
     noise_scales=(0.0, 1e-3, 1e-2, 3e-2, 1e-1, 3e-1),
+    robust_optimizers=("sgd", "momentum", "adam"),
     deep_steps=400,
     landscape_starts=512,
     landscape_steps=300,
@@ -120,4 +121,28 @@ MEDIUM = replace(
     timing_repeats=10,
 )
 
-BUDGETS = {"quick": QUICK, "medium": MEDIUM, "full": FULL}
+# the smallest budget that exercises every code path (the test suite runs it)
+SMOKE = replace(
+    QUICK,
+    name="smoke",
+    num_train=512,
+    num_eval=256,
+    num_val=256,
+    learning_rates=(1e-2, 1e-1),
+    steps=40,
+    full_batch_steps=10,
+    evals=4,
+    noise_scales=(0.0, 0.1),
+    flip_fractions=(0.0, 0.4),
+    robust_optimizers=("sgd", "adam"),
+    deep_width=16,
+    deep_steps=20,
+    landscape_starts=32,
+    landscape_steps=50,
+    condition_numbers=(1e1, 1e2),
+    quadratic_dim=20,
+    quadratic_maxiter=500,
+    timing_repeats=2,
+)
+
+BUDGETS = {"smoke": SMOKE, "quick": QUICK, "medium": MEDIUM, "full": FULL}

@@ -43,7 +43,7 @@ class Trace:
     """One configuration's curves over its final seeds: arrays ``(seeds, points)``."""
 
     label: str
-    learning_rate: float
+    learning_rate: float | str
     steps: np.ndarray
     epochs: np.ndarray
     seconds: np.ndarray
@@ -133,7 +133,7 @@ def lbfgs_trace(budget: Budget) -> Trace:
     steps = np.arange(evals + 1) * per_eval
     return Trace(
         "l-bfgs (full batch)",
-        float("nan"),
+        "line search",
         steps,
         stacked["fevals"].astype(np.float64),
         np.asarray(times)[:, None] * steps[None, :] / steps[-1],

@@ -124,7 +124,7 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     landscapes = (problems.rosenbrock(2), problems.rastrigin(2), problems.saddle())
     steps = budget.landscape_steps
     rates: dict[str, dict[str, float]] = {p.name: {} for p in landscapes}
-    best_lr: dict[str, dict[str, float]] = {p.name: {} for p in landscapes}
+    best_lr: dict[str, dict[str, float | str]] = {p.name: {} for p in landscapes}
     saddle_by_lr: dict[str, list[float]] = {}
     paths: dict[str, dict[str, np.ndarray]] = {p.name: {} for p in landscapes}
     contours = {}
@@ -160,7 +160,7 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
             rates[problem.name][method] = float(
                 _second_order_success(problem, starts[1:], method, steps).mean()
             )
-            best_lr[problem.name][method] = float("nan")
+            best_lr[problem.name][method] = "line search"
         contours[problem.name] = _contour(problem)
 
     plots.plot_landscape_paths(contours, paths, out / "landscape_paths.png")

@@ -235,6 +235,74 @@ def _run_minimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiments_runner():
+    """``experiments.run_all`` from the source checkout next to this package (the
+    studies live in the repository's ``experiments/`` folder, not in the package)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "experiments" / "run_all.py").exists():
+        raise FileNotFoundError(
+            f"the experiments are not next to this installation ({root}/experiments): "
+            "run from a source checkout installed with `make install`"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from experiments import run_all
+
+    return run_all
+
+
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    """``compare``: the optimizer studies of issue 5, writing REPORT.md and figures."""
+    parser = subparsers.add_parser(
+        "compare",
+        help="run the optimizer studies and write REPORT.md with figures",
+        description="Tune every optimizer on the same learning-rate grid and measure the "
+        "textbook claims (convergence, noise, landscapes, memory, deep gradients, "
+        "ill-conditioning); write OUT/REPORT.md and its PNG figures.",
+    )
+    parser.add_argument("--budget", choices=("quick", "medium", "full"), default="quick")
+    parser.add_argument("--out", default="runs/report", help="folder for REPORT.md and figures")
+    parser.add_argument(
+        "--studies",
+        nargs="+",
+        default=None,
+        help="convergence robustness landscapes efficiency deep second_order summary "
+        "(default: all)",
+    )
+    parser.set_defaults(func=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jaxopt_lab.data import DatasetError
+
+    try:
+        runner = _experiments_runner()
+        path = runner.run_all(runner.BUDGETS[args.budget], Path(args.out), args.studies)
+    except (DatasetError, FileNotFoundError, ValueError) as error:
+        print(f"jaxopt-lab {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_landscape(subparsers: argparse._SubParsersAction) -> None:
+    """``landscape``: optimizer paths and success rates on Rosenbrock, Rastrigin, a saddle."""
+    parser = subparsers.add_parser(
+        "landscape",
+        help="optimizer paths and escape/success rates on non-convex 2-D problems",
+        description="Run every optimizer from many random starts (vmapped) on Rosenbrock, "
+        "Rastrigin and a saddle; write contour plots with paths, success rates and "
+        "OUT/REPORT.md.",
+    )
+    parser.add_argument("--budget", choices=("quick", "medium", "full"), default="quick")
+    parser.add_argument("--out", default="runs/landscape", help="folder for the report")
+    parser.set_defaults(func=_run_compare, studies=["landscapes"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxopt-lab",
@@ -254,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # The subcommands, in the order `jaxopt-lab --help` lists them (defined above).
 COMMANDS: tuple = (
     _add_train,
+    _add_compare,
+    _add_landscape,
     _add_bench,
     _add_minimize,
 )

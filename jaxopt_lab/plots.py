@@ -267,25 +267,33 @@ def plot_robustness(
 def plot_layer_gradients(
     gains, norms: dict[str, np.ndarray], steps: np.ndarray, path: str | Path
 ) -> None:
-    """Per-layer gradient norms, one panel per initial gain: at initialisation (solid)
-    and after training (dashed), one colour per setup; ``norms[setup]`` is an array
-    ``(gain, evaluation, layer)``."""
+    """Per-layer gradient norms, one panel per initial gain: after training (dashed, one
+    colour per setup) and at initialisation (solid, once per architecture: the setups
+    that differ only in clipping start alike); ``norms[setup]`` is an array
+    ``(gain, evaluation, layer)``. Zero or non-finite norms (a dead or diverged network)
+    are left out."""
     fig, axes = plt.subplots(
         1, len(gains), figsize=(5.2 * len(gains), 4.2), constrained_layout=True
     )
     colors = plt.get_cmap("tab10")
+    drawn_init = set()
     for index, (label, values) in enumerate(norms.items()):
+        values = np.where(np.isfinite(values) & (values > 1e-29), values, np.nan)
+        architecture = label.split(",")[0]
         for ax, per_gain in zip(np.atleast_1d(axes), values, strict=True):
             layers = np.arange(1, per_gain.shape[-1] + 1)
-            ax.plot(layers, per_gain[0], "-", color=colors(index), label=f"{label}, init")
             ax.plot(
                 layers, per_gain[-1], "--", color=colors(index), label=f"{label}, step {steps[-1]}"
             )
+            if architecture not in drawn_init:
+                shade = "black" if architecture == "plain" else "gray"
+                ax.plot(layers, per_gain[0], "-", lw=2, color=shade, label=f"{architecture}, init")
+        drawn_init.add(architecture)
     for ax, gain in zip(np.atleast_1d(axes), gains, strict=True):
         ax.set(yscale="log", xlabel="layer (input side first)", ylabel="gradient norm of kernel")
         ax.set_title(f"initial gain {gain:.3g}")
         ax.grid(alpha=0.3, which="both")
-    np.atleast_1d(axes)[0].legend(fontsize=6)
+    np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

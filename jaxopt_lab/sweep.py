@@ -15,7 +15,8 @@ the grid in one compiled call. ``vectorize=False`` runs the same compiled single
 once per grid point instead (the sequential baseline, and per-run wall times).
 
 Batches are drawn uniformly with replacement from the training split at every step (the
-textbook SGD estimator); ``batch_size`` equal to the split size is full-batch gradient
+textbook SGD estimator), the same sequence for every run of a sweep; ``batch_size``
+equal to the split size is full-batch gradient
 descent on all examples. Evaluation subsets are the caller's choice (pass the same
 arrays as the training data to evaluate on all of it).
 """
@@ -99,7 +100,8 @@ def named_optimizer(name: str, **options: Any) -> OptimizerFactory:
 
 def train_curve(
     state: TrainState,
-    key: jax.Array,
+    batch_key: jax.Array,
+    dropout_key: jax.Array,
     data: SweepData,
     *,
     graphdef: nnx.GraphDef,
@@ -121,8 +123,8 @@ def train_curve(
         probes = None if probe is None else probe(state, graphdef)
         return Curve(train.loss, val.loss, val.accuracy, probes)
 
-    def step(state: TrainState, step_key: jax.Array) -> tuple[TrainState, None]:
-        batch_key, dropout_key = jax.random.split(step_key)
+    def step(state: TrainState, keys: tuple[jax.Array, jax.Array]) -> tuple[TrainState, None]:
+        batch_key, dropout_key = keys
         if full_batch:
             images, labels = data.train_images, data.train_labels
         else:
@@ -133,12 +135,14 @@ def train_curve(
         )
         return state, None
 
-    def chunk(state: TrainState, chunk_key: jax.Array) -> tuple[TrainState, Curve]:
-        state, _ = jax.lax.scan(step, state, jax.random.split(chunk_key, steps_per_eval))
+    def chunk(state: TrainState, keys: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Curve]:
+        step_keys = tuple(jax.random.split(k, steps_per_eval) for k in keys)
+        state, _ = jax.lax.scan(step, state, step_keys)
         return state, measure(state)
 
     start = measure(state)
-    state, later = jax.lax.scan(chunk, state, jax.random.split(key, num_evals))
+    chunk_keys = tuple(jax.random.split(k, num_evals) for k in (batch_key, dropout_key))
+    state, later = jax.lax.scan(chunk, state, chunk_keys)
     curve = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, later)
     return state, curve
 
@@ -155,13 +159,16 @@ def sweep(
     steps_per_eval: int,
     probe: Probe | None = None,
     vectorize: bool = True,
+    data_seed: int = 0,
 ) -> SweepResult:
     """Train one model per point of ``grid`` (cartesian product) and per seed.
 
-    The seed initialises the model (``model_factory(hparams, key)``) and drives batch
-    sampling, dropout and any randomness of the optimizer (``optimizer_factory(hparams,
-    key)``), so a run is reproducible from its seed alone and shares it across the grid:
-    runs with the same seed and different hyperparameters are paired.
+    The seed initialises the model (``model_factory(hparams, key)``) and drives dropout
+    and any randomness of the optimizer (``optimizer_factory(hparams, key)``); runs with
+    the same seed and different hyperparameters are paired. Every run of the sweep sees
+    the same sequence of batches, drawn with ``data_seed`` (common random numbers: the
+    comparison is not blurred by data order, and under ``vmap`` each batch is gathered
+    once and its input-layer product is one matrix product for all runs).
 
     The compiled program is cached on the factories, probe and budget (the same function
     objects give the same program), and ``data`` is an argument of it, so sweeping
@@ -181,7 +188,14 @@ def sweep(
     hyperparameters = {n: jnp.asarray(columns[i], jnp.float32) for i, n in enumerate(names)}
     run_seeds = jnp.asarray(columns[-1], jnp.uint32)
     single, batched = _compiled_runs(
-        optimizer_factory, model_factory, probe, batch_size, num_evals, steps_per_eval, tuple(names)
+        optimizer_factory,
+        model_factory,
+        probe,
+        batch_size,
+        num_evals,
+        steps_per_eval,
+        tuple(names),
+        data_seed,
     )
 
     start = time.perf_counter()
@@ -226,18 +240,20 @@ def _compiled_runs(
     num_evals: int,
     steps_per_eval: int,
     names: tuple[str, ...],
+    data_seed: int,
 ) -> tuple[Callable, Callable]:
     """The jitted single run ``(hparams, seed, data) -> Curve`` and its vmap over runs."""
     example = {n: jnp.zeros((), jnp.float32) for n in names}
     graphdef, _ = init_train_state(model_factory(example, jax.random.key(0)), optax.identity())
 
     def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array, data: SweepData) -> Curve:
-        init_key, optimizer_key, train_key = jax.random.split(jax.random.key(seed), 3)
+        init_key, optimizer_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
         optimizer = optimizer_factory(hparams, optimizer_key)
         _, state = init_train_state(model_factory(hparams, init_key), optimizer)
         _, curve = train_curve(
             state,
-            train_key,
+            jax.random.key(data_seed),
+            dropout_key,
             data,
             graphdef=graphdef,
             optimizer=optimizer,
