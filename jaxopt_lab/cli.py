@@ -262,7 +262,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
         "textbook claims (convergence, noise, landscapes, memory, deep gradients, "
         "ill-conditioning); write OUT/REPORT.md and its PNG figures.",
     )
-    parser.add_argument("--budget", choices=("quick", "medium", "full"), default="quick")
+    parser.add_argument("--budget", choices=("smoke", "quick", "medium", "full"), default="quick")
     parser.add_argument("--out", default="runs/report", help="folder for REPORT.md and figures")
     parser.add_argument(
         "--studies",
@@ -298,7 +298,7 @@ def _add_landscape(subparsers: argparse._SubParsersAction) -> None:
         "Rastrigin and a saddle; write contour plots with paths, success rates and "
         "OUT/REPORT.md.",
     )
-    parser.add_argument("--budget", choices=("quick", "medium", "full"), default="quick")
+    parser.add_argument("--budget", choices=("smoke", "quick", "medium", "full"), default="quick")
     parser.add_argument("--out", default="runs/landscape", help="folder for the report")
     parser.set_defaults(func=_run_compare, studies=["landscapes"])
 

@@ -102,3 +102,11 @@ def test_measured_structure(report):
     assert state["lbfgs"] > state["adam"]
     quadratic = next(rows for header, rows in by_header.items() if "L-BFGS" in header)
     assert all(row[5] == "1" for row in quadratic)  # Newton: one step on a quadratic
+
+
+def test_compare_command_rejects_unknown_studies(tmp_path, capsys):
+    from jaxopt_lab.cli import main
+
+    assert main(["compare", "--budget", "smoke", "--studies", "nope", "--out", str(tmp_path)]) == 1
+    assert "unknown studies ['nope']" in capsys.readouterr().err
+    assert not (tmp_path / "REPORT.md").exists()
