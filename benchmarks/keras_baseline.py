@@ -34,11 +34,13 @@ TARGETS = (0.97, 0.98)
 
 SEED_LABEL = "seed: adam 1e-3, batch 32"
 SEED_ARGS = ["--batch-size", "32", "--learning-rate", "1e-3"]
-# Faster settings for time to accuracy (label, extra `jaxopt-lab train` arguments).
+# Settings run for --tta-epochs, for time to accuracy (label, extra `jaxopt-lab train`
+# arguments). Larger batches with higher learning rates reach 0.97 sooner but level off
+# near 0.978 within 10 epochs (batch 256 and 512 measured); small batches reach 0.98.
 FAST_CONFIGS = (
+    ("adam 1e-3, batch 32", SEED_ARGS),
+    ("adam 1e-3, batch 64", ["--batch-size", "64", "--learning-rate", "1e-3"]),
     ("adam 2e-3, batch 128", ["--batch-size", "128", "--learning-rate", "2e-3"]),
-    ("adam 3e-3, batch 256", ["--batch-size", "256", "--learning-rate", "3e-3"]),
-    ("adam 4e-3, batch 512", ["--batch-size", "512", "--learning-rate", "4e-3"]),
 )
 
 
