@@ -100,7 +100,7 @@ FULL = Budget(
 )
 
 # between the two: a 10k-image training subset, half the full steps, three optimizers
-# under noise (about 20 minutes on 2 shared CPU cores)
+# under noise (about 16 minutes on 2 shared CPU cores)
 MEDIUM = replace(
     FULL,
     name="medium",
