@@ -31,11 +31,15 @@ def both(data):
         steps_per_eval=20,
     )
     factory = named_optimizer("momentum")
-    return sweep(factory, vectorize=True, **kwargs), sweep(factory, vectorize=False, **kwargs)
+    return (
+        sweep(factory, vectorize=True, **kwargs),
+        sweep(factory, vectorize=False, **kwargs),
+        sweep(factory, runs_per_batch=4, **kwargs),
+    )
 
 
 def test_vmapped_sweep_matches_separate_runs(both):
-    vmapped, separate = both
+    vmapped, separate, _ = both
     assert vmapped.curves.val_loss.shape == (3, 2, 3)
     # the two stable learning rates; the diverging third amplifies rounding differences
     for field in ("train_loss", "val_loss", "val_accuracy"):
@@ -43,8 +47,16 @@ def test_vmapped_sweep_matches_separate_runs(both):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+def test_runs_in_batches_match_all_runs_at_once(both):
+    """6 runs vmapped 4 at a time (a full batch and a remainder of 2) inside one program."""
+    vmapped, _, batched = both
+    for field in ("train_loss", "val_loss", "val_accuracy"):
+        a, b = getattr(vmapped.curves, field)[:2], getattr(batched.curves, field)[:2]
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
 def test_sweep_learns_and_pairs_runs_by_seed(both):
-    vmapped, _ = both
+    vmapped = both[0]
     loss = vmapped.curves.val_loss
     # step 0: same seed -> same initial model whatever the learning rate
     np.testing.assert_array_equal(loss[0, :, 0], loss[1, :, 0])
