@@ -25,6 +25,7 @@ keep the accepted value and gradient in their state (see :func:`value_and_grad_f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -290,19 +291,9 @@ def scale_by_zoom_linesearch(
     check_positive_int("max_steps", max_steps)
     check_positive("initial_step", initial_step)
 
-    def search(value_and_grad_fn, params, value, grad, direction):
-        return zoom_search(
-            value_and_grad_fn,
-            params,
-            value,
-            grad,
-            direction,
-            initial_step=initial_step,
-            c1=c1,
-            c2=c2,
-            max_steps=max_steps,
-        )
-
+    search = functools.partial(
+        zoom_search, initial_step=initial_step, c1=c1, c2=c2, max_steps=max_steps
+    )
     return _linesearch_transformation(search)
 
 
@@ -317,18 +308,9 @@ def scale_by_backtracking_linesearch(
     check_positive_int("max_steps", max_steps)
     check_positive("initial_step", initial_step)
 
-    def search(value_and_grad_fn, params, value, grad, direction):
-        return backtracking_search(
-            value_and_grad_fn,
-            params,
-            value,
-            grad,
-            direction,
-            initial_step=initial_step,
-            c1=c1,
-            max_steps=max_steps,
-        )
-
+    search = functools.partial(
+        backtracking_search, initial_step=initial_step, c1=c1, max_steps=max_steps
+    )
     return _linesearch_transformation(search)
 
 
