@@ -12,6 +12,12 @@ import sys
 from collections.abc import Sequence
 
 
+def _error(args: argparse.Namespace, error: Exception) -> int:
+    """Print a user-facing error (no traceback) for subcommand ``args.command``; exit 1."""
+    print(f"jaxopt-lab {args.command}: error: {error}", file=sys.stderr)
+    return 1
+
+
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     """``train``: the MNIST MLP with any optimizer, writing a run folder."""
     from jaxopt_lab.optim.registry import OPTIMIZER_NAMES
@@ -91,8 +97,7 @@ def _run_train(args: argparse.Namespace) -> int:
             },
         )
     except (DatasetError, TrainingDivergedError, ValueError, FileNotFoundError) as error:
-        print(f"jaxopt-lab train: error: {error}", file=sys.stderr)
-        return 1
+        return _error(args, error)
     print(f"wrote {args.out}/metrics.json")
     return 0
 
@@ -134,8 +139,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         try:
             dataset = load_dataset("mnist")
         except DatasetError as error:
-            print(f"jaxopt-lab bench: error: {error}", file=sys.stderr)
-            return 1
+            return _error(args, error)
     try:
         report = bench.run_suite(
             quick=args.quick,
@@ -146,8 +150,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             repeats=args.repeats,
         )
     except ValueError as error:
-        print(f"jaxopt-lab bench: error: {error}", file=sys.stderr)
-        return 1
+        return _error(args, error)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -214,8 +217,7 @@ def _run_minimize(args: argparse.Namespace) -> int:
         )
         seconds = time.perf_counter() - start
     except (ValueError, TypeError) as error:
-        print(f"jaxopt-lab minimize: error: {error}", file=sys.stderr)
-        return 1
+        return _error(args, error)
     print(f"problem      {problem.name} (dim {np.size(problem.x0)}, {result.fun.dtype})")
     print(f"method       {args.method}")
     print(f"converged    {bool(result.converged)} (||grad||_2 <= {args.tol:g})")
@@ -283,8 +285,7 @@ def _run_compare(args: argparse.Namespace) -> int:
         runner = _experiments_runner()
         path = runner.run_all(runner.BUDGETS[args.budget], Path(args.out), args.studies)
     except (DatasetError, FileNotFoundError, ValueError) as error:
-        print(f"jaxopt-lab {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return _error(args, error)
     print(f"wrote {path}")
     return 0
 
