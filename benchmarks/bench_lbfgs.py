@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 import jaxopt_lab as jl
 from jaxopt_lab import problems
-from jaxopt_lab.bench import device_info, summarise, time_call, time_compile
+from jaxopt_lab.runtime import device_info, summarise, time_call, time_compile
 
 
 def _parse_args(argv):
@@ -63,7 +63,7 @@ def _problems(args):
     if args.skip_mnist:
         return built
     try:
-        from jaxopt_lab.data import load_dataset
+        from jaxopt_lab.training.data import load_dataset
 
         data = load_dataset("mnist")
     except Exception as error:  # noqa: BLE001  (any failure to get the data skips the row)

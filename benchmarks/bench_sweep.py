@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from jaxopt_lab.bench import device_info
-from jaxopt_lab.data import load_dataset
-from jaxopt_lab.models import MLP
-from jaxopt_lab.sweep import named_optimizer, subset, sweep
+from jaxopt_lab.runtime import device_info
+from jaxopt_lab.training.data import load_dataset
+from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.sweep import named_optimizer, subset, sweep
 
 LEARNING_RATES = tuple(np.logspace(-4, -1, 8))
 SEEDS = (0, 1, 2)

@@ -59,7 +59,7 @@ def run_keras(epochs: int, total_epochs: int, batch_size: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from jaxopt_lab.data import load_dataset
+    from jaxopt_lab.training.data import load_dataset
 
     data = load_dataset("mnist")
     x_train = np.asarray(data.train_images, np.float32)[..., 0] / 255.0

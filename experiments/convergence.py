@@ -26,13 +26,12 @@ import numpy as np
 import optax
 
 import jaxopt_lab as jl
-from experiments import mnist
+from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
 from experiments.stats import bootstrap_ci, first_reach, paired_difference_ci
-from jaxopt_lab import plots
-from jaxopt_lab.bench import time_compile
-from jaxopt_lab.train import TrainState, evaluate, init_train_state
+from jaxopt_lab.runtime import time_compile
+from jaxopt_lab.training.step import TrainState, evaluate, init_train_state
 
 TARGET_FRACTIONS = (0.5, 0.25, 0.1, 0.05)
 MAIN_TARGET = 0.1

@@ -23,14 +23,13 @@ import optax
 from flax import nnx
 
 import jaxopt_lab as jl
-from experiments import mnist
+from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
 from experiments.stats import bootstrap_ci
-from jaxopt_lab import plots
-from jaxopt_lab.models import MLP
-from jaxopt_lab.sweep import sweep
-from jaxopt_lab.train import TrainState
+from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.step import TrainState
+from jaxopt_lab.training.sweep import sweep
 
 GAINS = (0.5, math.sqrt(2.0), 3.0)
 LEARNING_RATE = 0.01

@@ -17,13 +17,12 @@ import jax
 import optax
 
 import jaxopt_lab as jl
-from experiments import mnist
+from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
-from jaxopt_lab import plots
-from jaxopt_lab.bench import time_call
 from jaxopt_lab.optim.base import tree_bytes, tree_size
-from jaxopt_lab.train import TrainState, evaluate, init_train_state, train_step
+from jaxopt_lab.runtime import time_call
+from jaxopt_lab.training.step import TrainState, evaluate, init_train_state, train_step
 
 ADAPTIVE = ("adagrad", "rmsprop", "adam", "adamw")
 

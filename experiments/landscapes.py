@@ -23,9 +23,10 @@ import numpy as np
 import optax
 
 import jaxopt_lab as jl
+from experiments import plots
 from experiments.budget import Budget
 from experiments.report import Section
-from jaxopt_lab import plots, problems
+from jaxopt_lab import problems
 
 FIRST_ORDER = ("gd", "noisy gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
 SECOND_ORDER = ("lbfgs", "newton")

@@ -21,9 +21,9 @@ from flax import nnx
 
 import jaxopt_lab as jl
 from experiments.budget import Budget
-from jaxopt_lab.data import load_dataset
-from jaxopt_lab.models import MLP
-from jaxopt_lab.sweep import (
+from jaxopt_lab.training.data import load_dataset
+from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.sweep import (
     OptimizerFactory,
     SweepData,
     SweepResult,

@@ -16,12 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import mnist
+from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
 from experiments.stats import bootstrap_ci, first_reach, paired_difference_ci
-from jaxopt_lab import plots
-from jaxopt_lab.sweep import SweepData, sweep
+from jaxopt_lab.training.sweep import SweepData, sweep
 
 
 def flip_labels(

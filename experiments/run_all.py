@@ -23,7 +23,7 @@ from experiments import (
 )
 from experiments.budget import BUDGETS, Budget
 from experiments.report import write_report
-from jaxopt_lab.bench import device_info
+from jaxopt_lab.runtime import device_info
 
 # in running order: robustness reuses the tuned rates of convergence; summary needs both
 STUDIES = {

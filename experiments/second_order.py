@@ -19,9 +19,10 @@ import jax
 import numpy as np
 
 import jaxopt_lab as jl
+from experiments import plots
 from experiments.budget import Budget
 from experiments.report import Section
-from jaxopt_lab import plots, problems
+from jaxopt_lab import problems
 
 TOLERANCE = 1e-6
 ADAM_LEARNING_RATES = (1e-3, 1e-2, 1e-1, 1.0)

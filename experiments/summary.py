@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from experiments import plots
 from experiments.budget import Budget
 from experiments.report import Section
 from experiments.stats import performance_profile, profile_area
-from jaxopt_lab import plots
 
 TAUS = np.logspace(0, np.log10(64), 61)
 

@@ -1,107 +1,27 @@
-"""Timing and memory harness used by ``jaxopt-lab bench``, the benchmark scripts and the
-experiments.
-
-Every timing warms the function up first (compilation excluded), then calls it
-``repeats`` times, blocking on the result each time, and reports the median and the
-spread: wall time on shared machines is noisy, so a single number would mislead.
+"""The ``jaxopt-lab bench`` suites: optimizer steps against optax and a streaming
+baseline, and training throughput. The timing primitives live in
+:mod:`jaxopt_lab.runtime`; this module sits at the top of the package and nothing in the
+package imports it.
 """
 
 from __future__ import annotations
 
 import os
-import platform
-import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from jaxopt_lab.optim import apply_updates, make_optimizer
 from jaxopt_lab.optim.base import tree_bytes, tree_size
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per call over repeated, blocked calls (compilation excluded)."""
-
-    median_s: float
-    min_s: float
-    iqr_s: float
-    repeats: int
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def time_call(
-    fn: Callable[..., Any], *args: Any, warmup: int = 2, repeats: int = 10, **kwargs: Any
-) -> Timing:
-    """Time ``fn(*args, **kwargs)``: ``warmup`` untimed calls, then ``repeats`` timed ones.
-
-    Each call is followed by ``jax.block_until_ready`` on its result, so asynchronous
-    dispatch cannot hide device work.
-    """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args, **kwargs))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args, **kwargs))
-        times.append(time.perf_counter() - start)
-    return summarise(times)
-
-
-def summarise(times: Sequence[float]) -> Timing:
-    """Median, minimum and spread of per-call seconds: the interquartile range from four
-    calls on, the full range below that."""
-    if not times:
-        raise ValueError("times must not be empty")
-    if len(times) >= 4:
-        q1, _, q3 = statistics.quantiles(times, n=4)
-        spread = q3 - q1
-    else:
-        spread = max(times) - min(times)
-    return Timing(statistics.median(times), min(times), spread, len(times))
-
-
-def time_compile(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-    """Seconds to lower and compile a ``jax.jit``-ed function for these arguments."""
-    return compile_timed(jitted, *args, **kwargs)[1]
-
-
-def compile_timed(
-    jitted: Callable[..., Any], *args: Any, **kwargs: Any
-) -> tuple[jax.stages.Compiled, float]:
-    """The compiled executable of a ``jax.jit``-ed function for these arguments, and the
-    seconds lowering and compiling took. Call the executable to run it: calling
-    ``jitted`` itself would compile a second time (``lower().compile()`` does not fill
-    ``jit``'s cache)."""
-    start = time.perf_counter()
-    compiled = jitted.lower(*args, **kwargs).compile()
-    return compiled, time.perf_counter() - start
-
-
-def device_info() -> dict[str, Any]:
-    """What the numbers were measured on: device, JAX version, host."""
-    device = jax.devices()[0]
-    return {
-        "backend": jax.default_backend(),
-        "device": device.device_kind,
-        "device_count": jax.device_count(),
-        "jax_version": jax.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-    }
-
+from jaxopt_lab.runtime import compile_timed, device_info, summarise, time_call
 
 # --------------------------------------------------------------------------- optimizer steps
 
@@ -299,8 +219,8 @@ def training_throughput(
     """
     from flax import nnx
 
-    from jaxopt_lab.models import MLP
-    from jaxopt_lab.train import init_train_state, train_epoch
+    from jaxopt_lab.training.models import MLP
+    from jaxopt_lab.training.step import init_train_state, train_epoch
 
     optimizer = make_optimizer(optimizer_name, LEARNING_RATE)
     records = []
@@ -398,3 +318,49 @@ def run_suite(
             dataset.train_images, dataset.train_labels, batch_sizes, repeats=max(2, repeats // 3)
         )
     return report
+
+
+def plot_bench(report: dict, path: str | Path) -> None:
+    """The ``jaxopt-lab bench`` report: step time against optax and against the
+    memory-bound limit per parameter count, and training throughput per batch size."""
+    records = report["optimizers"]
+    names = list(dict.fromkeys(r["optimizer"] for r in records))
+    panels = 3 if report.get("training") else 2
+    fig = Figure(figsize=(5 * panels, 4), layout="constrained")
+    axes = fig.subplots(1, panels)
+    for name in names:
+        rows = [r for r in records if r["optimizer"] == name]
+        sizes = [r["size"] for r in rows]
+        axes[0].plot(sizes, [r["ratio_vs_optax"] for r in rows], "o-", label=name)
+        axes[1].plot(sizes, [r["fraction_of_copy_bandwidth"] for r in rows], "o-", label=name)
+    axes[0].axhline(1.0, color="black", lw=0.8)
+    axes[0].axhline(1.05, color="gray", ls="--", lw=0.8, label="target 1.05")
+    axes[0].set(
+        xscale="log",
+        xlabel="parameters",
+        ylabel="step time, ours / optax",
+        title="jaxopt_lab vs optax (lower is faster)",
+    )
+    axes[1].axhline(1.0, color="black", lw=0.8)
+    axes[1].set(
+        xscale="log",
+        xlabel="parameters",
+        ylabel="fraction of streaming bandwidth",
+        title="bandwidth reached vs a plain streaming step",
+    )
+    axes[0].legend(fontsize=7, ncol=2)
+    if report.get("training"):
+        rows = report["training"]
+        axes[2].plot([r["batch_size"] for r in rows], [r["samples_per_s"] for r in rows], "o-")
+        axes[2].set(
+            xscale="log",
+            xlabel="batch size",
+            ylabel="samples / s",
+            title="MNIST MLP training throughput",
+        )
+        axes[2].minorticks_off()
+        axes[2].set_xticks([r["batch_size"] for r in rows], [str(r["batch_size"]) for r in rows])
+        axes[2].set_ylim(bottom=0)
+    info = report["device"]
+    fig.suptitle(f"{info['device']} ({info['backend']}), JAX {info['jax_version']}")
+    fig.savefig(path, dpi=110)

@@ -1,8 +1,11 @@
-"""The ``jaxopt-lab`` command line: ``train | compare | landscape | minimize | bench``.
+"""The ``jaxopt-lab`` command line: ``train | bench | minimize``.
 
 Each subcommand is one ``_add_<name>(subparsers)`` function that declares its arguments
 and sets ``func`` to the function that runs it. Heavy modules (TensorFlow, Flax,
 matplotlib) are imported inside those functions so ``jaxopt-lab --help`` stays fast.
+
+The optimizer studies are not part of the installed command: they live in the
+repository's ``experiments/`` folder and run from a checkout as ``python -m experiments``.
 """
 
 from __future__ import annotations
@@ -57,11 +60,11 @@ def _run_train(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
     from flax import nnx
 
-    from jaxopt_lab.data import DatasetError, load_dataset
-    from jaxopt_lab.models import MLP
     from jaxopt_lab.optim.registry import make_optimizer
-    from jaxopt_lab.parallel import initialize_distributed
-    from jaxopt_lab.train import TrainingDivergedError, fit
+    from jaxopt_lab.training.data import DatasetError, load_dataset
+    from jaxopt_lab.training.loop import TrainingDivergedError, fit
+    from jaxopt_lab.training.models import MLP
+    from jaxopt_lab.training.parallel import initialize_distributed
 
     try:
         initialize_distributed()
@@ -130,11 +133,10 @@ def _run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from jaxopt_lab import bench
-    from jaxopt_lab.plots import plot_bench
 
     dataset = None
     if not args.skip_training:
-        from jaxopt_lab.data import DatasetError, load_dataset
+        from jaxopt_lab.training.data import DatasetError, load_dataset
 
         try:
             dataset = load_dataset("mnist")
@@ -154,7 +156,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    plot_bench(report, out.with_suffix(".png"))
+    bench.plot_bench(report, out.with_suffix(".png"))
     print(bench.format_optimizer_table(report["optimizers"]))
     if report["training"]:
         print()
@@ -221,6 +223,7 @@ def _run_minimize(args: argparse.Namespace) -> int:
     print(f"problem      {problem.name} (dim {np.size(problem.x0)}, {result.fun.dtype})")
     print(f"method       {args.method}")
     print(f"converged    {bool(result.converged)} (||grad||_2 <= {args.tol:g})")
+    print(f"status       {result.message}")
     print(f"iterations   {int(result.iterations)}")
     print(f"fevals       {int(result.fevals)}")
     print(
@@ -232,76 +235,7 @@ def _run_minimize(args: argparse.Namespace) -> int:
         distance = float(np.linalg.norm(np.asarray(result.x) - np.asarray(problem.x_min)))
         print(f"||x - x*||   {distance:.3e}")
     print(f"seconds      {seconds:.3f} (compilation included)")
-    if not result.converged and int(result.iterations) < args.maxiter:
-        print("stopped: no further decrease possible at this precision (try --x64)")
     return 0
-
-
-def _experiments_runner():
-    """``experiments.run_all`` from the source checkout next to this package (the
-    studies live in the repository's ``experiments/`` folder, not in the package)."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "experiments" / "run_all.py").exists():
-        raise FileNotFoundError(
-            f"the experiments are not next to this installation ({root}/experiments): "
-            "run from a source checkout installed with `make install`"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    from experiments import run_all
-
-    return run_all
-
-
-def _add_compare(subparsers: argparse._SubParsersAction) -> None:
-    """``compare``: the optimizer studies of issue 5, writing REPORT.md and figures."""
-    parser = subparsers.add_parser(
-        "compare",
-        help="run the optimizer studies and write REPORT.md with figures",
-        description="Tune every optimizer on the same learning-rate grid and measure the "
-        "textbook claims (convergence, noise, landscapes, memory, deep gradients, "
-        "ill-conditioning); write OUT/REPORT.md and its PNG figures.",
-    )
-    parser.add_argument("--budget", choices=("smoke", "quick", "medium", "full"), default="quick")
-    parser.add_argument("--out", default="runs/report", help="folder for REPORT.md and figures")
-    parser.add_argument(
-        "--studies",
-        nargs="+",
-        default=None,
-        help="convergence robustness landscapes efficiency deep second_order summary "
-        "(default: all)",
-    )
-    parser.set_defaults(func=_run_compare)
-
-
-def _run_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from jaxopt_lab.data import DatasetError
-
-    try:
-        runner = _experiments_runner()
-        path = runner.run_all(runner.BUDGETS[args.budget], Path(args.out), args.studies)
-    except (DatasetError, FileNotFoundError, ValueError) as error:
-        return _error(args, error)
-    print(f"wrote {path}")
-    return 0
-
-
-def _add_landscape(subparsers: argparse._SubParsersAction) -> None:
-    """``landscape``: optimizer paths and success rates on Rosenbrock, Rastrigin, a saddle."""
-    parser = subparsers.add_parser(
-        "landscape",
-        help="optimizer paths and escape/success rates on non-convex 2-D problems",
-        description="Run every optimizer from many random starts (vmapped) on Rosenbrock, "
-        "Rastrigin and a saddle; write contour plots with paths, success rates and "
-        "OUT/REPORT.md.",
-    )
-    parser.add_argument("--budget", choices=("smoke", "quick", "medium", "full"), default="quick")
-    parser.add_argument("--out", default="runs/landscape", help="folder for the report")
-    parser.set_defaults(func=_run_compare, studies=["landscapes"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,8 +257,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 # The subcommands, in the order `jaxopt-lab --help` lists them (defined above).
 COMMANDS: tuple = (
     _add_train,
-    _add_compare,
-    _add_landscape,
     _add_bench,
     _add_minimize,
 )

@@ -16,6 +16,6 @@ os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".tfds"))
 @pytest.fixture(scope="session")
 def mnist():
     """Real MNIST (60k train / 10k test) on the device, prepared offline from MNIST_DIR."""
-    from jaxopt_lab.data import load_dataset
+    from jaxopt_lab.training.data import load_dataset
 
     return load_dataset("mnist")

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from jaxopt_lab import cli, data
-from jaxopt_lab.data import DatasetError, load_dataset
+from jaxopt_lab import cli
+from jaxopt_lab.training import data
+from jaxopt_lab.training.data import DatasetError, load_dataset
 
 MNIST_FILES = (
     "train-images-idx3-ubyte.gz",

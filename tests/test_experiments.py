@@ -104,9 +104,11 @@ def test_measured_structure(report):
     assert all(row[5] == "1" for row in quadratic)  # Newton: one step on a quadratic
 
 
-def test_compare_command_rejects_unknown_studies(tmp_path, capsys):
-    from jaxopt_lab.cli import main
+def test_unknown_study_is_rejected_before_any_work(tmp_path, capsys):
+    from experiments.run_all import main
 
-    assert main(["compare", "--budget", "smoke", "--studies", "nope", "--out", str(tmp_path)]) == 1
-    assert "unknown studies ['nope']" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["--budget", "smoke", "--studies", "nope", "--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "REPORT.md").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxopt_lab.models import MLP
+from jaxopt_lab.training.models import MLP
 
 
 def param_shapes(model: nnx.Module) -> list[tuple[int, ...]]:

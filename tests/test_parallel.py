@@ -10,17 +10,17 @@ import sys
 import jax
 from jax.sharding import PartitionSpec
 
-from jaxopt_lab import parallel
+from jaxopt_lab.training import parallel
 
 # Runs in a fresh interpreter: the device count is fixed when JAX starts.
 SCRIPT = r"""
 import json, pathlib, sys
 import jax, jax.numpy as jnp, numpy as np
 from flax import nnx
-from jaxopt_lab.data import Dataset
-from jaxopt_lab.models import MLP
+from jaxopt_lab.training.data import Dataset
+from jaxopt_lab.training.models import MLP
 from jaxopt_lab.optim import make_optimizer
-from jaxopt_lab.train import fit
+from jaxopt_lab.training.loop import fit
 
 OUT = pathlib.Path(sys.argv[1])
 rng = np.random.default_rng(0)

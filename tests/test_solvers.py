@@ -4,6 +4,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
@@ -242,3 +243,75 @@ def test_command_line_prints_the_result(capsys):
     assert "converged    True" in printed
     assert cli.main(["minimize", "--tol", "-1"]) == 1
     assert "tol must be >= 0" in capsys.readouterr().err
+
+
+@jax.custom_jvp
+def _uphill_gradient(x):
+    """sum(x^2) whose derivative is reported with the wrong sign: no line search can
+    find a decrease along the direction it implies."""
+    return jnp.sum(x**2)
+
+
+@_uphill_gradient.defjvp
+def _uphill_gradient_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return jnp.sum(x**2), jnp.sum(-2 * x * dx)
+
+
+def test_status_says_why_the_solve_stopped():
+    rosen = problems.rosenbrock(2)
+    converged = jl.minimize(rosen.fun, rosen.x0, "lbfgs", tol=1e-6)
+    assert int(converged.status) == jl.Status.CONVERGED and bool(converged.converged)
+    assert converged.message.startswith("converged")
+    budget = jl.minimize(rosen.fun, rosen.x0, "gd", learning_rate=1e-4, maxiter=7)
+    assert int(budget.status) == jl.Status.MAX_ITERATIONS and "maxiter" in budget.message
+    stuck = jl.minimize(_uphill_gradient, jnp.ones(3), "lbfgs", maxiter=50)
+    assert int(stuck.status) == jl.Status.LINESEARCH_FAILED and not stuck.converged
+    np.testing.assert_array_equal(stuck.x, jnp.ones(3))  # no step was accepted
+    assert "line search" in stuck.message
+
+
+def test_a_blown_up_solve_returns_its_last_finite_iterate():
+    rosen = problems.rosenbrock(2)
+    blown = jl.minimize(rosen.fun, rosen.x0, "gd", learning_rate=1.0, maxiter=100)
+    assert int(blown.status) == jl.Status.NON_FINITE and "NaN or infinite" in blown.message
+    assert np.isfinite(float(blown.fun)) and np.all(np.isfinite(np.asarray(blown.x)))
+    assert 0 < int(blown.iterations) < 100
+    np.testing.assert_allclose(blown.fun, rosen.fun(blown.x))  # x and fun agree
+
+
+def test_nan_at_the_start_stops_at_once():
+    result = jl.minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(2), "lbfgs")
+    assert int(result.status) == jl.Status.NON_FINITE and int(result.iterations) == 0
+
+
+def test_vmapped_status_has_one_message_per_start():
+    rosen = problems.rosenbrock(2)
+    batched = jax.vmap(lambda x0: jl.minimize(rosen.fun, x0, "gd", learning_rate=1e-3, maxiter=5))(
+        jnp.stack([rosen.x0, jnp.ones(2)])
+    )
+    assert [int(s) for s in batched.status] == [jl.Status.MAX_ITERATIONS, jl.Status.CONVERGED]
+    assert len(batched.message.splitlines()) == 2
+
+
+def test_method_may_be_a_transformation():
+    rosen = problems.rosenbrock(2)
+    ours = jl.minimize(rosen.fun, rosen.x0, jl.lbfgs(memory_size=5), tol=1e-6)
+    assert bool(ours.converged)
+    np.testing.assert_allclose(ours.x, rosen.x_min, atol=1e-5)
+    problem = problems.quadratic(10, 10.0)
+    theirs = jl.minimize(problem.fun, problem.x0, optax.adam(0.05), tol=1e-6, maxiter=20000)
+    assert bool(theirs.converged) and int(theirs.fevals) == int(theirs.iterations) + 1
+    np.testing.assert_allclose(theirs.x, problem.x_min, atol=1e-5)
+    with pytest.raises(ValueError, match="configure the transformation"):
+        jl.minimize(rosen.fun, rosen.x0, jl.lbfgs(), memory_size=3)
+
+
+@pytest.mark.parametrize(
+    ("method", "option"),
+    [("lbfgs", "learning_rate"), ("newton", "memory_size"), ("adam", "memory_size")],
+)
+def test_an_option_the_method_does_not_take_is_refused(method, option):
+    rosen = problems.rosenbrock(2)
+    with pytest.raises(ValueError, match=f"method '{method}' takes no option '{option}'"):
+        jl.minimize(rosen.fun, rosen.x0, method, **{option: 1})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxopt_lab.models import MLP
-from jaxopt_lab.sweep import best_index, named_optimizer, subset, sweep
+from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.sweep import best_index, named_optimizer, subset, sweep
 
 
 def _small_model(hyperparameters, key):

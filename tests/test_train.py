@@ -13,18 +13,13 @@ import numpy as np
 import pytest
 from flax import nnx, serialization
 
-from jaxopt_lab import cli, data
-from jaxopt_lab.models import MLP
+from jaxopt_lab import cli
 from jaxopt_lab.optim import make_optimizer
-from jaxopt_lab.train import (
-    CHECKPOINT_FILE,
-    TrainingDivergedError,
-    evaluate,
-    fit,
-    init_train_state,
-    load_checkpoint,
-    train_epoch,
-)
+from jaxopt_lab.training import data
+from jaxopt_lab.training.loop import TrainingDivergedError, fit
+from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.runs import CHECKPOINT_FILE, load_checkpoint
+from jaxopt_lab.training.step import evaluate, init_train_state, train_epoch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -76,7 +71,8 @@ def test_cli_mixed_precision_data_parallel_and_clipping(small_mnist, tmp_path, m
     assert metrics["clip_norm"] == 1.0 and metrics["epochs"] == 2
     assert metrics["test_accuracy"] >= 0.88  # 2 epochs on 4096 images, bfloat16 compute
     _, like = init_train_state(MLP(rngs=nnx.Rngs(0)), make_optimizer("adam", 1e-3, clip_norm=1.0))
-    state, epoch, _ = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE, like)
+    checkpoint = load_checkpoint(tmp_path / "run" / CHECKPOINT_FILE, like)
+    state, epoch = checkpoint.state, checkpoint.epoch
     assert epoch == 2 and int(state.step) == 2 * (4096 // 32)
     saved = serialization.msgpack_restore((tmp_path / "run" / CHECKPOINT_FILE).read_bytes())
     saved_dtypes = {array.dtype for array in saved["state"].values() if array.ndim}
@@ -124,8 +120,7 @@ def test_resume_reaches_the_same_parameters_as_an_uninterrupted_run(small_mnist,
     assert resumed_history.val_loss == straight_history.val_loss
     model = MLP(rngs=nnx.Rngs(0))
     _, like = init_train_state(model, make_optimizer("adam", 1e-3))
-    _, epoch, _ = load_checkpoint(tmp_path / "interrupted" / CHECKPOINT_FILE, like)
-    assert epoch == 3
+    assert load_checkpoint(tmp_path / "interrupted" / CHECKPOINT_FILE, like).epoch == 3
 
 
 def test_resume_without_checkpoint_is_a_clear_error(small_mnist, tmp_path):

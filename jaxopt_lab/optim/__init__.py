@@ -52,8 +52,9 @@ from jaxopt_lab.optim.linesearch import (
     value_and_grad_from_state,
     zoom_search,
 )
+from jaxopt_lab.optim.newton import newton, scale_by_newton
 from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer
-from jaxopt_lab.optim.solvers import METHODS, OptimizeResult, minimize
+from jaxopt_lab.optim.solvers import METHODS, OptimizeResult, Status, minimize
 
 __all__ = [
     "METHODS",
@@ -66,6 +67,9 @@ __all__ = [
     "lbfgs",
     "lbfgs_info",
     "minimize",
+    "newton",
+    "scale_by_newton",
+    "Status",
     "scale_by_backtracking_linesearch",
     "scale_by_lbfgs",
     "scale_by_zoom_linesearch",

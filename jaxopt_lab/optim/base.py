@@ -117,7 +117,7 @@ def tree_vdot(tree_x: PyTree, tree_y: PyTree) -> jax.Array:
         tree_x,
         tree_y,
     )
-    return sum(jax.tree.leaves(parts), jnp.zeros((), _accum_dtype_of_tree(tree_x)))
+    return sum(jax.tree.leaves(parts), jnp.zeros((), tree_accum_dtype(tree_x)))
 
 
 def tree_l2_norm(tree: PyTree, squared: bool = False) -> jax.Array:
@@ -150,9 +150,16 @@ def _accum_dtype(x: jax.Array) -> jnp.dtype:
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def _accum_dtype_of_tree(tree: PyTree) -> jnp.dtype:
+def tree_accum_dtype(tree: PyTree) -> jnp.dtype:
+    """The dtype scalars about ``tree`` are kept in: its first leaf's, at least float32."""
     leaves = jax.tree.leaves(tree)
-    return _accum_dtype(leaves[0]) if leaves else jnp.float32
+    return _accum_dtype(leaves[0]) if leaves else jnp.dtype(jnp.float32)
+
+
+def find_states(state: Any, state_type: type) -> list[Any]:
+    """Every sub-state of type ``state_type`` inside ``state`` (a chain's nested tuples)."""
+    found = jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, state_type))
+    return [s for s in found if isinstance(s, state_type)]
 
 
 # --------------------------------------------------------------------------- validation

@@ -45,7 +45,9 @@ from jaxopt_lab.optim.base import (
     chain,
     check_positive,
     check_positive_int,
+    find_states,
     safe_increment,
+    tree_accum_dtype,
     tree_add_scaled,
     tree_l2_norm,
     tree_scale,
@@ -117,7 +119,7 @@ def scale_by_lbfgs(
         check_positive("curvature_eps", curvature_eps)
 
     def init_fn(params: PyTree) -> ScaleByLbfgsState:
-        dtype = jnp.promote_types(jax.tree.leaves(params)[0].dtype, jnp.float32)
+        dtype = tree_accum_dtype(params)
         memory = jax.tree.map(lambda p: jnp.zeros((memory_size, *jnp.shape(p)), p.dtype), params)
         return ScaleByLbfgsState(
             iterations=jnp.zeros((), jnp.int32),
@@ -214,11 +216,7 @@ class LbfgsInfo(NamedTuple):
 
 def lbfgs_info(state: Any) -> LbfgsInfo:
     """The :class:`LbfgsInfo` of an :func:`lbfgs` state, found by state type, not key names."""
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, ScaleByLbfgsState))
-        if isinstance(s, ScaleByLbfgsState)
-    ]
+    found = find_states(state, ScaleByLbfgsState)
     if len(found) != 1:
         raise ValueError(f"expected one L-BFGS state inside state, found {len(found)}")
     memory = found[0]

@@ -37,6 +37,8 @@ from jaxopt_lab.optim.base import (
     PyTree,
     check_positive,
     check_positive_int,
+    find_states,
+    tree_accum_dtype,
     tree_add_scaled,
     tree_scale,
     tree_vdot,
@@ -251,7 +253,7 @@ def _linesearch_transformation(
     search: Callable[..., LineSearchResult],
 ) -> optax.GradientTransformationExtraArgs:
     def init_fn(params: PyTree) -> LineSearchState:
-        dtype = jnp.promote_types(jax.tree.leaves(params)[0].dtype, jnp.float32)
+        dtype = tree_accum_dtype(params)
         return LineSearchState(
             step=jnp.zeros((), dtype),
             value=jnp.asarray(jnp.inf, dtype),
@@ -316,11 +318,7 @@ def scale_by_backtracking_linesearch(
 
 def linesearch_state(state: Any) -> LineSearchState | None:
     """The :class:`LineSearchState` inside an optimizer state (a chain's tuple), or None."""
-    found = [
-        s
-        for s in jax.tree.leaves(state, is_leaf=lambda s: isinstance(s, LineSearchState))
-        if isinstance(s, LineSearchState)
-    ]
+    found = find_states(state, LineSearchState)
     if len(found) > 1:
         raise ValueError(f"the optimizer state holds {len(found)} line-search states, expected 1")
     return found[0] if found else None

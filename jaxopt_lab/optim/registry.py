@@ -7,6 +7,7 @@ optimizer inside ``jax.vmap`` over learning rates.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -16,19 +17,25 @@ from jaxopt_lab.optim.base import ScalarOrSchedule, chain
 from jaxopt_lab.optim.clipping import apply_if_finite, clip, clip_by_global_norm
 from jaxopt_lab.optim.first_order import adagrad, adam, adamw, rmsprop, sgd
 
-_FACTORIES: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "sgd": sgd,
-    "momentum": lambda learning_rate, **kw: sgd(learning_rate, **{"momentum": 0.9, **kw}),
-    "nesterov": lambda learning_rate, **kw: sgd(
-        learning_rate, **{"momentum": 0.9, "nesterov": True, **kw}
-    ),
-    "adagrad": adagrad,
-    "rmsprop": rmsprop,
-    "adam": adam,
-    "adamw": adamw,
+# name -> (alias, the defaults the name sets on top of the alias's own)
+_ALIASES: dict[str, tuple[Callable[..., optax.GradientTransformation], dict[str, Any]]] = {
+    "sgd": (sgd, {}),
+    "momentum": (sgd, {"momentum": 0.9}),
+    "nesterov": (sgd, {"momentum": 0.9, "nesterov": True}),
+    "adagrad": (adagrad, {}),
+    "rmsprop": (rmsprop, {}),
+    "adam": (adam, {}),
+    "adamw": (adamw, {}),
 }
 
-OPTIMIZER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+OPTIMIZER_NAMES: tuple[str, ...] = tuple(_ALIASES)
+_WRAPPER_OPTIONS = ("clip_norm", "clip_value", "skip_nonfinite")
+
+
+def optimizer_options(name: str) -> tuple[str, ...]:
+    """The keyword options :func:`make_optimizer` accepts for optimizer ``name``."""
+    alias, _ = _ALIASES[name]
+    return (*inspect.signature(alias).parameters, *_WRAPPER_OPTIONS)
 
 
 def make_optimizer(
@@ -46,14 +53,21 @@ def make_optimizer(
     front of the optimizer; ``skip_nonfinite`` wraps the result in
     :func:`~jaxopt_lab.optim.clipping.apply_if_finite` (up to 5 skips in a row).
     """
-    if name not in _FACTORIES:
+    if name not in _ALIASES:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
+    unknown = sorted(set(options) - set(optimizer_options(name)))
+    if unknown:
+        raise ValueError(
+            f"optimizer {name!r} takes no option {', '.join(map(repr, unknown))} "
+            f"(its options: {', '.join(optimizer_options(name)[1:])})"
+        )
     parts = []
     if clip_value is not None:
         parts.append(clip(clip_value))
     if clip_norm is not None:
         parts.append(clip_by_global_norm(clip_norm))
-    optimizer = _FACTORIES[name](learning_rate, **options)
+    alias, defaults = _ALIASES[name]
+    optimizer = alias(learning_rate, **{**defaults, **options})
     if parts:
         optimizer = chain(*parts, optimizer)
     if skip_nonfinite:

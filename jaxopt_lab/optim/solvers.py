@@ -1,22 +1,26 @@
 r"""``minimize``: a full-batch solver whose whole run is one jitted ``lax.while_loop``.
 
-Methods:
+``method`` is a name or any gradient transformation:
 
 - ``"lbfgs"``: :func:`~jaxopt_lab.optim.lbfgs.lbfgs` with the strong-Wolfe zoom line search
   (options: ``memory_size``, ``scale_init_precond``, ``linesearch_steps``).
-- ``"newton"``: :math:`x_{k+1} = x_k - t_k \, V \operatorname{diag}(1 / \max(|\lambda_i|,
-  \delta)) V^\top g_k` with the exact Hessian :math:`\nabla^2 f = V \Lambda V^\top`
-  (``jax.hessian`` of the flattened parameters) and an Armijo backtracking step
-  :math:`t_k`. Taking :math:`|\lambda|` and flooring it at ``damping`` :math:`\delta`
-  keeps the direction a descent direction at saddles and near-singular points. The
-  Hessian has :math:`n^2` entries: use it for problems small enough to hold it.
+- ``"newton"``: :func:`~jaxopt_lab.optim.newton.newton`, the exact Hessian with
+  eigenvalues floored at ``damping``, then Armijo backtracking (options: ``damping``,
+  ``max_linesearch_steps``).
 - ``"gd"`` and the first-order names of
   :data:`~jaxopt_lab.optim.registry.OPTIMIZER_NAMES` (``"sgd"``, ``"adam"``, ...): the
   optimizer from :func:`~jaxopt_lab.optim.registry.make_optimizer` with
   ``learning_rate`` (default ``1e-3``) and its other options; ``"gd"`` is plain ``"sgd"``.
+- a transformation, e.g. ``jl.lbfgs(memory_size=20)`` or ``optax.adam(1e-2)``: its
+  ``update`` receives ``value=``, ``grad=`` and ``value_fn=`` keywords when it accepts
+  them. When its state holds a line search
+  (:class:`~jaxopt_lab.optim.linesearch.LineSearchState`) the accepted point's value and
+  gradient are reused; otherwise the objective is evaluated once per iteration.
 
-The loop stops when :math:`\|\nabla f(x)\|_2 \le` ``tol``, after ``maxiter`` iterations, or
-when no progress is possible (a failed line search, a non-finite value). ``fevals`` counts
+The loop stops with a :class:`Status`: converged (:math:`\|\nabla f(x)\|_2 \le` ``tol``),
+the iteration budget spent, a failed line search (no decrease possible at this
+precision), or a non-finite value or gradient. In the last case the result is the last
+iterate whose value and gradient were finite, never the broken one. ``fevals`` counts
 calls of the objective's value-and-gradient (Newton's Hessians are not counted).
 
 The compiled solver is cached on ``(fun, method, maxiter, options)``: calling ``minimize``
@@ -30,35 +34,55 @@ then keyed on the wrapped function and the arguments' shapes.
 
 from __future__ import annotations
 
+import enum
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.flatten_util import ravel_pytree
+import optax
 from jax.tree_util import Partial
 
 from jaxopt_lab.optim.base import (
     PyTree,
     apply_updates,
     check_non_negative,
-    check_positive,
     check_positive_int,
     tree_l2_norm,
 )
 from jaxopt_lab.optim.lbfgs import lbfgs
-from jaxopt_lab.optim.linesearch import (
-    backtracking_search,
-    linesearch_state,
-    scale_by_zoom_linesearch,
-)
-from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer
+from jaxopt_lab.optim.linesearch import linesearch_state, scale_by_zoom_linesearch
+from jaxopt_lab.optim.newton import newton
+from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer, optimizer_options
 
-METHODS: tuple[str, ...] = ("lbfgs", "newton", "gd", *OPTIMIZER_NAMES)
+
+class Status(enum.IntEnum):
+    """Why :func:`minimize` stopped."""
+
+    CONVERGED = 0
+    MAX_ITERATIONS = 1
+    LINESEARCH_FAILED = 2
+    NON_FINITE = 3
+
+
+MESSAGES: dict[Status, str] = {
+    Status.CONVERGED: "converged: the gradient norm reached the tolerance",
+    Status.MAX_ITERATIONS: "stopped: the iteration budget (maxiter) was spent",
+    Status.LINESEARCH_FAILED: (
+        "stopped: the line search found no decrease (the objective no longer changes at "
+        "this precision; float64 may get further)"
+    ),
+    Status.NON_FINITE: (
+        "stopped: the objective or its gradient became NaN or infinite; x is the last "
+        "iterate where both were finite"
+    ),
+}
 
 
 class OptimizeResult(NamedTuple):
-    """Outcome of :func:`minimize`."""
+    """Outcome of :func:`minimize`; ``status`` is a :class:`Status` code (an array, so a
+    vmapped solve has one per start)."""
 
     x: PyTree
     fun: jax.Array
@@ -66,101 +90,117 @@ class OptimizeResult(NamedTuple):
     iterations: jax.Array
     fevals: jax.Array
     converged: jax.Array
+    status: jax.Array
+
+    @property
+    def message(self) -> str:
+        """Why the solve stopped, in words (one line per start for a vmapped solve)."""
+        codes = jnp.ravel(jnp.asarray(self.status))
+        return "\n".join(MESSAGES[Status(int(code))] for code in codes)
+
+
+def _lbfgs(
+    memory_size: int = 10, scale_init_precond: bool = True, linesearch_steps: int = 20
+) -> optax.GradientTransformationExtraArgs:
+    return lbfgs(
+        memory_size=memory_size,
+        scale_init_precond=scale_init_precond,
+        linesearch=scale_by_zoom_linesearch(max_steps=linesearch_steps),
+    )
+
+
+def _first_order(name: str) -> Callable[..., optax.GradientTransformation]:
+    def build(learning_rate: float = 1e-3, **options: Any) -> optax.GradientTransformation:
+        return make_optimizer(name, learning_rate, **options)
+
+    build.options = optimizer_options(name)
+    return build
+
+
+# method name -> builder of its transformation from the method's options
+METHOD_BUILDERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "lbfgs": _lbfgs,
+    "newton": newton,
+    "gd": _first_order("sgd"),
+    **{name: _first_order(name) for name in OPTIMIZER_NAMES},
+}
+METHODS: tuple[str, ...] = tuple(METHOD_BUILDERS)
+
+
+def _check_options(method: str, options: dict[str, Any]) -> None:
+    """Reject options the method does not take, naming them and the ones it does."""
+    builder = METHOD_BUILDERS[method]
+    accepted = getattr(builder, "options", None) or tuple(inspect.signature(builder).parameters)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        accepted = ", ".join(accepted)
+        raise ValueError(
+            f"method {method!r} takes no option {', '.join(map(repr, unknown))} "
+            f"(its options: {accepted})"
+        )
 
 
 class _Iterate(NamedTuple):
     x: PyTree
     value: jax.Array
     grad: PyTree
-    aux: Any
+    opt_state: Any
     iterations: jax.Array
     fevals: jax.Array
-    stalled: jax.Array
+    status: jax.Array  # Status code, or -1 while running
 
 
-def _lbfgs_method(fun, x0, memory_size=10, scale_init_precond=True, linesearch_steps=20):
-    optimizer = lbfgs(
-        memory_size=memory_size,
-        scale_init_precond=scale_init_precond,
-        linesearch=scale_by_zoom_linesearch(max_steps=linesearch_steps),
-    )
-
-    def step(x, value, grad, state):
-        before = linesearch_state(state).fevals
-        updates, state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=fun)
-        search = linesearch_state(state)
-        x = apply_updates(x, updates)
-        return x, search.value, search.grad, state, search.fevals - before, search.failed
-
-    return optimizer.init(x0), step
-
-
-def _newton_method(fun, x0, damping=1e-6):
-    check_positive("damping", damping)
-    _, unravel = ravel_pytree(x0)
-
-    def flat_fun(z):
-        return fun(unravel(z))
-
-    flat_value_and_grad = jax.value_and_grad(flat_fun)
-    hessian = jax.hessian(flat_fun)
-
-    def step(x, value, grad, aux):
-        z, _ = ravel_pytree(x)
-        g, _ = ravel_pytree(grad)
-        eigenvalues, vectors = jnp.linalg.eigh(hessian(z))
-        curvature = jnp.maximum(jnp.abs(eigenvalues), damping)
-        direction = -vectors @ ((vectors.T @ g) / curvature)
-        search = backtracking_search(flat_value_and_grad, z, value, g, direction)
-        z = z + search.step * direction
-        return unravel(z), search.value, unravel(search.grad), aux, search.fevals, search.failed
-
-    return (), step
-
-
-def _first_order_method(fun, x0, name, learning_rate=1e-3, **options):
-    optimizer = make_optimizer(name, learning_rate, **options)
-    value_and_grad = jax.value_and_grad(fun)
-
-    def step(x, value, grad, state):
-        updates, state = optimizer.update(grad, state, x)
-        x = apply_updates(x, updates)
-        value, grad = value_and_grad(x)
-        return x, value, grad, state, jnp.ones((), jnp.int32), ~jnp.isfinite(value)
-
-    return optimizer.init(x0), step
-
-
-def _build_method(method: str, fun, x0, options: dict[str, Any]) -> tuple[Any, Callable]:
-    """``(initial state, step)`` of a method, where ``step(x, value, grad, state)`` returns
-    ``(x, value, grad, state, evaluations used, stalled)`` for the next iterate."""
-    if method == "lbfgs":
-        return _lbfgs_method(fun, x0, **options)
-    if method == "newton":
-        return _newton_method(fun, x0, **options)
-    name = "sgd" if method == "gd" else method
-    return _first_order_method(fun, x0, name, **options)
+def _finite(value: jax.Array, grad: PyTree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grad)]
+    return jnp.isfinite(value) & jnp.all(jnp.stack(leaves))
 
 
 def _solve(fun, x0, tol, method, maxiter, options):
-    aux, step = _build_method(method, fun, x0, dict(options))
-    value, grad = jax.value_and_grad(fun)(x0)
+    optimizer = method if isinstance(method, tuple) else METHOD_BUILDERS[method](**dict(options))
+    optimizer = optax.with_extra_args_support(optimizer)
+    value_and_grad = jax.value_and_grad(fun)
+    value, grad = value_and_grad(x0)
+    opt_state = optimizer.init(x0)
+    searches = linesearch_state(opt_state) is not None
+    running = jnp.asarray(-1, jnp.int32)
 
     def keep_going(it: _Iterate) -> jax.Array:
-        return (tree_l2_norm(it.grad) > tol) & (it.iterations < maxiter) & ~it.stalled
+        return it.status < 0
 
     def iterate(it: _Iterate) -> _Iterate:
-        x, value, grad, aux, used, stalled = step(it.x, it.value, it.grad, it.aux)
-        return _Iterate(x, value, grad, aux, it.iterations + 1, it.fevals + used, stalled)
+        updates, opt_state = optimizer.update(
+            it.grad, it.opt_state, it.x, value=it.value, grad=it.grad, value_fn=fun
+        )
+        x = apply_updates(it.x, updates)
+        if searches:
+            before, search = linesearch_state(it.opt_state), linesearch_state(opt_state)
+            value, grad, used = search.value, search.grad, search.fevals - before.fevals
+            failed = search.failed
+        else:
+            value, grad = value_and_grad(x)
+            used, failed = jnp.ones((), jnp.int32), jnp.zeros((), bool)
+        finite = _finite(value, grad)
+        # keep the last finite iterate: a broken step is reported, never returned
+        x, value, grad = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old),
+            (x, value, grad),
+            (it.x, it.value, it.grad),
+        )
+        iterations = it.iterations + 1
+        status = jnp.select(
+            [~finite, tree_l2_norm(grad) <= tol, failed, iterations >= maxiter],
+            [Status.NON_FINITE, Status.CONVERGED, Status.LINESEARCH_FAILED, Status.MAX_ITERATIONS],
+            running,
+        )
+        return _Iterate(x, value, grad, opt_state, iterations, it.fevals + used, status)
 
+    start_status = jnp.select(
+        [~_finite(value, grad), tree_l2_norm(grad) <= tol],
+        [Status.NON_FINITE, Status.CONVERGED],
+        running,
+    )
     start = _Iterate(
-        x0,
-        value,
-        grad,
-        aux,
-        jnp.zeros((), jnp.int32),
-        jnp.ones((), jnp.int32),
-        ~jnp.isfinite(value),
+        x0, value, grad, opt_state, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), start_status
     )
     final = jax.lax.while_loop(keep_going, iterate, start)
     grad_norm = tree_l2_norm(final.grad)
@@ -170,7 +210,8 @@ def _solve(fun, x0, tol, method, maxiter, options):
         grad_norm=grad_norm,
         iterations=final.iterations,
         fevals=final.fevals,
-        converged=grad_norm <= tol,
+        converged=final.status == Status.CONVERGED,
+        status=final.status.astype(jnp.int32),
     )
 
 
@@ -180,7 +221,7 @@ _jitted_solve = jax.jit(_solve, static_argnames=("method", "maxiter", "options")
 def minimize(
     fun: Callable[[PyTree], jax.Array],
     x0: PyTree,
-    method: str = "lbfgs",
+    method: str | optax.GradientTransformation = "lbfgs",
     *,
     tol: float = 1e-5,
     maxiter: int = 1000,
@@ -190,10 +231,24 @@ def minimize(
 
     One jitted ``lax.while_loop`` runs the whole solve (see the module doc for the methods
     and their ``options``, which must be hashable). Returns
-    ``OptimizeResult(x, fun, grad_norm, iterations, fevals, converged)``.
+    ``OptimizeResult(x, fun, grad_norm, iterations, fevals, converged, status)``; its
+    ``message`` says why the solve stopped.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if isinstance(method, str):
+        if method not in METHOD_BUILDERS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        _check_options(method, options)
+    elif isinstance(method, optax.GradientTransformation | optax.GradientTransformationExtraArgs):
+        if options:
+            raise ValueError(
+                f"options {sorted(options)} apply to named methods; configure the "
+                "transformation itself instead"
+            )
+    else:
+        raise ValueError(
+            f"method must be a name ({', '.join(METHODS)}) or a gradient transformation, "
+            f"got {type(method).__name__}"
+        )
     check_non_negative("tol", tol)
     check_positive_int("maxiter", maxiter)
     leaves = jax.tree.leaves(x0)

@@ -36,9 +36,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxopt_lab.bench import compile_timed
 from jaxopt_lab.optim.registry import make_optimizer
-from jaxopt_lab.train import TrainState, evaluate, init_train_state, train_step
+from jaxopt_lab.runtime import compile_timed
+from jaxopt_lab.training.step import TrainState, evaluate, init_train_state, train_step
 
 # hyperparameters (traced scalars by name) and a PRNG key -> optimizer
 OptimizerFactory = Callable[[Mapping[str, jax.Array], jax.Array], optax.GradientTransformation]

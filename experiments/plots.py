@@ -1,105 +1,18 @@
-"""Matplotlib figures written as PNG files (Agg backend, never inside jitted code)."""
+"""The studies' figures, drawn on ``matplotlib.figure.Figure`` objects (no pyplot, no
+global backend switch) and written as PNG files, never inside jitted code."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-
-if TYPE_CHECKING:
-    from jaxopt_lab.train import History
+import numpy as np
+from matplotlib.figure import Figure
 
 
-def plot_learning_curves(history: History, path: str | Path) -> None:
-    """Loss and accuracy per epoch, training against validation, side by side."""
-    fig, (loss_ax, accuracy_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, metric, title in (
-        (loss_ax, "loss", "cross-entropy loss"),
-        (accuracy_ax, "accuracy", "accuracy"),
-    ):
-        ax.plot(history.epoch, getattr(history, metric), "o-", label="train")
-        ax.plot(
-            history.epoch, getattr(history, f"val_{metric}"), "s--", label="validation (test split)"
-        )
-        ax.set(xlabel="epoch", title=title)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_predictions(
-    images: np.ndarray, predicted: np.ndarray, labels: np.ndarray, path: str | Path
-) -> None:
-    """A 5x5 grid of images, each with its predicted and true label underneath.
-
-    Wrong predictions are labelled in red.
-    """
-    fig, axes = plt.subplots(5, 5, figsize=(7, 8), constrained_layout=True)
-    for ax, image, guess, truth in zip(axes.flat, images, predicted, labels, strict=False):
-        ax.imshow(np.squeeze(image), cmap="gray_r")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(f"pred {guess} / true {truth}", color="black" if guess == truth else "red")
-    for ax in axes.flat[len(images) :]:
-        ax.axis("off")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_bench(report: dict, path: str | Path) -> None:
-    """The ``jaxopt-lab bench`` report: step time against optax and against the
-    memory-bound limit per parameter count, and training throughput per batch size."""
-    records = report["optimizers"]
-    names = list(dict.fromkeys(r["optimizer"] for r in records))
-    panels = 3 if report.get("training") else 2
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), constrained_layout=True)
-    for name in names:
-        rows = [r for r in records if r["optimizer"] == name]
-        sizes = [r["size"] for r in rows]
-        axes[0].plot(sizes, [r["ratio_vs_optax"] for r in rows], "o-", label=name)
-        axes[1].plot(sizes, [r["fraction_of_copy_bandwidth"] for r in rows], "o-", label=name)
-    axes[0].axhline(1.0, color="black", lw=0.8)
-    axes[0].axhline(1.05, color="gray", ls="--", lw=0.8, label="target 1.05")
-    axes[0].set(
-        xscale="log",
-        xlabel="parameters",
-        ylabel="step time, ours / optax",
-        title="jaxopt_lab vs optax (lower is faster)",
-    )
-    axes[1].axhline(1.0, color="black", lw=0.8)
-    axes[1].set(
-        xscale="log",
-        xlabel="parameters",
-        ylabel="fraction of streaming bandwidth",
-        title="bandwidth reached vs a plain streaming step",
-    )
-    axes[0].legend(fontsize=7, ncol=2)
-    if report.get("training"):
-        rows = report["training"]
-        axes[2].plot([r["batch_size"] for r in rows], [r["samples_per_s"] for r in rows], "o-")
-        axes[2].set(
-            xscale="log",
-            xlabel="batch size",
-            ylabel="samples / s",
-            title="MNIST MLP training throughput",
-        )
-        axes[2].minorticks_off()
-        axes[2].set_xticks([r["batch_size"] for r in rows], [str(r["batch_size"]) for r in rows])
-        axes[2].set_ylim(bottom=0)
-    info = report["device"]
-    fig.suptitle(f"{info['device']} ({info['backend']}), JAX {info['jax_version']}")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# --------------------------------------------------------------------------- experiments
+def _subplots(*grid: int, figsize: tuple[float, float]):
+    figure = Figure(figsize=figsize, layout="constrained")
+    return figure, figure.subplots(*grid)
 
 
 def plot_landscape_paths(contours: dict, paths: dict, path: str | Path) -> None:
@@ -108,10 +21,8 @@ def plot_landscape_paths(contours: dict, paths: dict, path: str | Path) -> None:
     ``contours[name]`` holds the grid ``x``, ``y``, its ``values``, the start ``x0`` and
     the minimiser ``x_min``; ``paths[name][method]`` is an array ``(steps + 1, 2)``.
     """
-    fig, axes = plt.subplots(
-        1, len(contours), figsize=(5.2 * len(contours), 4.6), constrained_layout=True
-    )
-    colors = plt.get_cmap("tab10")
+    fig, axes = _subplots(1, len(contours), figsize=(5.2 * len(contours), 4.6))
+    colors = matplotlib.colormaps["tab10"]
     for ax, (name, contour) in zip(np.atleast_1d(axes), contours.items(), strict=True):
         x, y, values = contour["x"], contour["y"], contour["values"]
         ax.contourf(x, y, np.log10(values - values.min() + 1e-3), levels=30, cmap="Greys")
@@ -125,7 +36,6 @@ def plot_landscape_paths(contours: dict, paths: dict, path: str | Path) -> None:
         ax.set(xlim=(low[0], high[0]), ylim=(low[1], high[1]), title=name, xlabel="x", ylabel="y")
     np.atleast_1d(axes)[0].legend(fontsize=7, loc="lower left")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_success_rates(rates: dict[str, dict[str, float]], path: str | Path) -> None:
@@ -133,7 +43,7 @@ def plot_success_rates(rates: dict[str, dict[str, float]], path: str | Path) -> 
     problems = list(rates)
     methods = list(rates[problems[0]])
     width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(10, 4), constrained_layout=True)
+    fig, ax = _subplots(figsize=(10, 4))
     for index, method in enumerate(methods):
         positions = np.arange(len(problems)) + (index - (len(methods) - 1) / 2) * width
         ax.bar(positions, [rates[p][method] for p in problems], width, label=method)
@@ -142,14 +52,13 @@ def plot_success_rates(rates: dict[str, dict[str, float]], path: str | Path) -> 
     ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_rate_vs_learning_rate(
     learning_rates, rates_by_method: dict[str, list[float]], path: str | Path
 ) -> None:
     """Success fraction against the learning rate, one line per optimizer."""
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig, ax = _subplots(figsize=(6, 4))
     for method, rates in rates_by_method.items():
         ax.plot(learning_rates, rates, "o-", label=method)
     ax.set(xscale="log", xlabel="learning rate", ylabel="fraction escaped", ylim=(-0.03, 1.03))
@@ -157,7 +66,6 @@ def plot_rate_vs_learning_rate(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_iterations_vs_condition(
@@ -165,7 +73,7 @@ def plot_iterations_vs_condition(
 ) -> None:
     """Iterations to tolerance per method against the condition number (log-log);
     runs that never converged are drawn at ``maxiter`` with an open marker."""
-    fig, ax = plt.subplots(figsize=(6, 4.2), constrained_layout=True)
+    fig, ax = _subplots(figsize=(6, 4.2))
     kappas = np.asarray(condition_numbers, dtype=float)
     for method, counts in iterations.items():
         counts = np.asarray(counts, dtype=float)
@@ -178,13 +86,12 @@ def plot_iterations_vs_condition(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_tuning(learning_rates, final_val_loss: dict[str, np.ndarray], path: str | Path) -> None:
     """Final validation loss against the learning rate, one line per optimizer
     (mean over seeds; diverged runs drawn at the top of the axis)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    fig, ax = _subplots(figsize=(7, 4.2))
     ceiling = 5.0
     for label, losses in final_val_loss.items():
         losses = np.where(np.isfinite(losses), losses, ceiling)
@@ -199,7 +106,6 @@ def plot_tuning(learning_rates, final_val_loss: dict[str, np.ndarray], path: str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_convergence(traces, path: str | Path) -> None:
@@ -208,8 +114,8 @@ def plot_convergence(traces, path: str | Path) -> None:
     Each trace has ``label``, ``steps``, ``epochs``, ``seconds`` and ``train_loss``
     (arrays ``(seeds, points)``, positions may be shared ``(points,)``).
     """
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
-    colors = plt.get_cmap("tab10")
+    fig, axes = _subplots(1, 3, figsize=(16, 4.6))
+    colors = matplotlib.colormaps["tab10"]
     for index, trace in enumerate(traces):
         loss = np.asarray(trace.train_loss)
         for ax, axis in zip(axes, ("steps", "epochs", "seconds"), strict=True):
@@ -223,7 +129,6 @@ def plot_convergence(traces, path: str | Path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _mean_and_band(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,7 +149,7 @@ def plot_robustness(
 ) -> None:
     """Validation accuracy against the gradient-noise scale (left, symlog axis: 0 is the
     clean run) and against the flipped-label fraction (right); arrays ``(setting, seed)``."""
-    fig, (noise_ax, flip_ax) = plt.subplots(1, 2, figsize=(12, 4.4), constrained_layout=True)
+    fig, (noise_ax, flip_ax) = _subplots(1, 2, figsize=(12, 4.4))
     for ax, xs, curves in (
         (noise_ax, noise_scales, noise_accuracy),
         (flip_ax, flip_fractions, flip_accuracy),
@@ -261,7 +166,6 @@ def plot_robustness(
     noise_ax.set(xlabel="gradient noise std per entry (sigma)", title="Gaussian gradient noise")
     flip_ax.set(xlabel="fraction of training labels flipped", title="label noise")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_layer_gradients(
@@ -272,10 +176,8 @@ def plot_layer_gradients(
     that differ only in clipping start alike); ``norms[setup]`` is an array
     ``(gain, evaluation, layer)``. Zero or non-finite norms (a dead or diverged network)
     are left out."""
-    fig, axes = plt.subplots(
-        1, len(gains), figsize=(5.2 * len(gains), 4.2), constrained_layout=True
-    )
-    colors = plt.get_cmap("tab10")
+    fig, axes = _subplots(1, len(gains), figsize=(5.2 * len(gains), 4.2))
+    colors = matplotlib.colormaps["tab10"]
     drawn_init = set()
     for index, (label, values) in enumerate(norms.items()):
         values = np.where(np.isfinite(values) & (values > 1e-29), values, np.nan)
@@ -295,7 +197,6 @@ def plot_layer_gradients(
         ax.grid(alpha=0.3, which="both")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_efficiency(
@@ -303,7 +204,7 @@ def plot_efficiency(
 ) -> None:
     """Bars of optimizer-state bytes per parameter and milliseconds per step."""
     names = list(state_bytes)
-    fig, (memory_ax, time_ax) = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True)
+    fig, (memory_ax, time_ax) = _subplots(1, 2, figsize=(11, 3.8))
     memory_ax.bar(names, [state_bytes[n] for n in names], color="tab:blue")
     memory_ax.set(ylabel="state bytes / parameter", title="optimizer-state memory")
     time_ax.bar(names, [step_ms[n] for n in names], color="tab:orange")
@@ -312,12 +213,11 @@ def plot_efficiency(
         ax.tick_params(axis="x", rotation=35)
         ax.grid(axis="y", alpha=0.3)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_performance_profile(taus, profile: dict[str, np.ndarray], path: str | Path) -> None:
     """Dolan-More performance profile: fraction of problems solved within tau x best."""
-    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+    fig, ax = _subplots(figsize=(7, 4.4))
     for name, fractions in profile.items():
         ax.step(taus, fractions, where="post", label=name)
     ax.set(
@@ -330,4 +230,3 @@ def plot_performance_profile(taus, profile: dict[str, np.ndarray], path: str | P
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -1,0 +1,94 @@
+"""Timing and device information: the bottom layer, importing nothing of jaxopt_lab.
+
+Every timing warms the function up first (compilation excluded), then calls it
+``repeats`` times, blocking on the result each time, and reports the median and the
+spread: wall time on shared machines is noisy, so a single number would mislead.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import jax
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call over repeated, blocked calls (compilation excluded)."""
+
+    median_s: float
+    min_s: float
+    iqr_s: float
+    repeats: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def time_call(
+    fn: Callable[..., Any], *args: Any, warmup: int = 2, repeats: int = 10, **kwargs: Any
+) -> Timing:
+    """Time ``fn(*args, **kwargs)``: ``warmup`` untimed calls, then ``repeats`` timed ones.
+
+    Each call is followed by ``jax.block_until_ready`` on its result, so asynchronous
+    dispatch cannot hide device work.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args, **kwargs))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args, **kwargs))
+        times.append(time.perf_counter() - start)
+    return summarise(times)
+
+
+def summarise(times: Sequence[float]) -> Timing:
+    """Median, minimum and spread of per-call seconds: the interquartile range from four
+    calls on, the full range below that."""
+    if not times:
+        raise ValueError("times must not be empty")
+    if len(times) >= 4:
+        q1, _, q3 = statistics.quantiles(times, n=4)
+        spread = q3 - q1
+    else:
+        spread = max(times) - min(times)
+    return Timing(statistics.median(times), min(times), spread, len(times))
+
+
+def compile_timed(
+    jitted: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[jax.stages.Compiled, float]:
+    """The compiled executable of a ``jax.jit``-ed function for these arguments, and the
+    seconds lowering and compiling took. Call the executable to run it: calling
+    ``jitted`` itself would compile a second time (``lower().compile()`` does not fill
+    ``jit``'s cache)."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args, **kwargs).compile()
+    return compiled, time.perf_counter() - start
+
+
+def time_compile(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """Seconds to lower and compile a ``jax.jit``-ed function for these arguments."""
+    return compile_timed(jitted, *args, **kwargs)[1]
+
+
+def device_info() -> dict[str, Any]:
+    """What the numbers were measured on: device, JAX version, host."""
+    device = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device": device.device_kind,
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+    }
