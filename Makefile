@@ -17,10 +17,10 @@ help:
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-install: ## create .venv and install jaxopt_lab editable with dev extras
+install: ## create .venv and install jaxopt_lab editable with the dev and bench extras
 	rm -f $(BIN)/.installed
 	$(MAKE) $(BIN)/.installed
 
