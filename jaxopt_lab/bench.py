@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from jaxopt_lab.optim import apply_updates, make_optimizer
 from jaxopt_lab.optim.base import tree_bytes, tree_size
+from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, optax_twin
 from jaxopt_lab.runtime import compile_timed, device_info, summarise, time_call
 
 # --------------------------------------------------------------------------- optimizer steps
@@ -139,29 +140,23 @@ def step_benchmark(
 
 LEARNING_RATE = 1e-3
 
-# name -> optax's twin of ``make_optimizer(name, LEARNING_RATE)``: every name of the
-# registry, plus global-norm clipping chained before Adam.
+# the benchmarked names: every name of the registry, plus global-norm clipping before Adam
 CLIPPED_CHAIN = "clip+adam"
-OPTAX_TWINS: dict[str, Callable[[], optax.GradientTransformation]] = {
-    "sgd": lambda: optax.sgd(LEARNING_RATE),
-    "momentum": lambda: optax.sgd(LEARNING_RATE, momentum=0.9),
-    "nesterov": lambda: optax.sgd(LEARNING_RATE, momentum=0.9, nesterov=True),
-    "adagrad": lambda: optax.adagrad(LEARNING_RATE),
-    "rmsprop": lambda: optax.rmsprop(LEARNING_RATE),
-    "adam": lambda: optax.adam(LEARNING_RATE),
-    "adamw": lambda: optax.adamw(LEARNING_RATE),
-    CLIPPED_CHAIN: lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(LEARNING_RATE)),
-}
+BENCHMARKED: tuple[str, ...] = (*OPTIMIZER_NAMES, CLIPPED_CHAIN)
 
 
-def _ours(name: str) -> optax.GradientTransformation:
+def _pair(name: str) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """(ours, optax's twin) for a benchmarked name."""
     if name == CLIPPED_CHAIN:
-        return make_optimizer("adam", LEARNING_RATE, clip_norm=1.0)
-    return make_optimizer(name, LEARNING_RATE)
+        return (
+            make_optimizer("adam", LEARNING_RATE, clip_norm=1.0),
+            optax_twin("adam", LEARNING_RATE, clip_norm=1.0),
+        )
+    return make_optimizer(name, LEARNING_RATE), optax_twin(name, LEARNING_RATE)
 
 
 def optimizer_benchmark(
-    names: Sequence[str] = tuple(OPTAX_TWINS),
+    names: Sequence[str] = BENCHMARKED,
     sizes: Sequence[int] = (10**5, 10**6, 10**7, 10**8),
     *,
     repeats: int = 10,
@@ -169,17 +164,13 @@ def optimizer_benchmark(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """:func:`step_benchmark` for every optimizer and size; one record each."""
-    unknown = [n for n in names if n not in OPTAX_TWINS]
+    unknown = [n for n in names if n not in BENCHMARKED]
     if unknown:
-        raise ValueError(f"unknown optimizers {unknown}; choose from {', '.join(OPTAX_TWINS)}")
+        raise ValueError(f"unknown optimizers {unknown}; choose from {', '.join(BENCHMARKED)}")
     jobs = [(size, name) for size in sizes for name in names]
     records = []
     for size, name in tqdm(jobs, desc="optimizer steps", disable=not progress):
-        records.append(
-            step_benchmark(
-                name, _ours(name), OPTAX_TWINS[name](), size, repeats=repeats, rounds=rounds
-            )
-        )
+        records.append(step_benchmark(name, *_pair(name), size, repeats=repeats, rounds=rounds))
     return records
 
 
@@ -291,7 +282,7 @@ def run_suite(
     Sizes that would not fit in half the device's memory are skipped and listed.
     """
     sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
-    optimizers = optimizers or tuple(OPTAX_TWINS)
+    optimizers = optimizers or BENCHMARKED
     batch_sizes = batch_sizes or (QUICK_BATCH_SIZES if quick else FULL_BATCH_SIZES)
     repeats = repeats or (3 if quick else 10)
     rounds = 2 if quick else 3
