@@ -85,6 +85,13 @@ def check_same_structure(tree: PyTree, reference: PyTree, name: str, reference_n
         )
 
 
+def check_updates_match(updates: PyTree, params: PyTree | None) -> None:
+    """Raise ``ValueError`` naming both structures if ``params`` is given and the
+    updates (gradients) do not have its structure."""
+    if params is not None:
+        check_same_structure(updates, params, "the updates (gradients)", "the params")
+
+
 def tree_zeros_like(tree: PyTree, dtype: jnp.dtype | None = None) -> PyTree:
     """Zeros shaped like ``tree`` (in ``dtype`` if given, else each leaf's own dtype)."""
     return jax.tree.map(lambda x: jnp.zeros_like(x, dtype=dtype), tree)

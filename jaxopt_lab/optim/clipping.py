@@ -18,6 +18,7 @@ from jaxopt_lab.optim.base import (
     EmptyState,
     PyTree,
     check_positive,
+    check_updates_match,
     safe_increment,
     tree_l2_norm,
     tree_zeros_like,
@@ -33,7 +34,7 @@ def clip(max_delta: float) -> optax.GradientTransformation:
     check_positive("max_delta", max_delta)
 
     def update_fn(updates, state, params=None):
-        del params
+        check_updates_match(updates, params)
         return jax.tree.map(lambda g: jnp.clip(g, -max_delta, max_delta), updates), state
 
     return _stateless(update_fn)
@@ -52,7 +53,7 @@ def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
     check_positive("max_norm", max_norm)
 
     def update_fn(updates, state, params=None):
-        del params
+        check_updates_match(updates, params)
         norm = tree_l2_norm(updates)
         keep = norm < max_norm
         updates = jax.tree.map(
@@ -94,6 +95,7 @@ def adaptive_grad_clip(clipping: float, eps: float = 1e-3) -> optax.GradientTran
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("adaptive_grad_clip needs the current params: update(g, s, params)")
+        check_updates_match(updates, params)
 
         def clip_leaf(g, p):
             g_norm = _unit_norms(g)

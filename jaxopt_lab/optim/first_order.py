@@ -29,6 +29,7 @@ from jaxopt_lab.optim.base import (
     check_non_negative,
     check_same_structure,
     check_unit_interval,
+    check_updates_match,
     safe_increment,
     tree_full_like,
     tree_zeros_like,
@@ -37,33 +38,49 @@ from jaxopt_lab.optim.base import (
 # --------------------------------------------------------------------------- states
 
 
-class CountState(NamedTuple):
-    """Number of updates seen so far (for schedules)."""
+class ScaleByScheduleState(NamedTuple):
+    """Number of updates seen so far, for a learning-rate schedule (optax's name)."""
 
     count: jax.Array
 
 
 class MomentumState(NamedTuple):
-    """Heavy-ball velocity :math:`v_t`."""
+    """Heavy-ball velocity :math:`v_t` (optax's ``TraceState``: same field)."""
 
-    velocity: PyTree
+    trace: PyTree
 
 
 class SumOfSquaresState(NamedTuple):
-    """Adagrad's running sum of squared gradients :math:`s_t`."""
+    """Adagrad's running sum of squared gradients :math:`s_t` (optax's ``ScaleByRssState``)."""
 
     sum_of_squares: PyTree
 
 
 class RmsState(NamedTuple):
-    """RMSprop's moving average of squared gradients :math:`\\nu_t` (and step count)."""
+    """RMSprop's moving average of squared gradients :math:`\\nu_t` (optax's
+    ``ScaleByRmsState``)."""
+
+    nu: PyTree
+
+
+class RmsWithCountState(NamedTuple):
+    """:class:`RmsState` with the step count bias correction needs (optax's
+    ``ScaleByRmsWithCountState``)."""
 
     count: jax.Array
     nu: PyTree
 
 
 class StddevState(NamedTuple):
-    """Centered RMSprop's moving averages of gradients and squared gradients."""
+    """Centered RMSprop's moving averages of gradients and squared gradients (optax's
+    ``ScaleByRStdDevState``)."""
+
+    mu: PyTree
+    nu: PyTree
+
+
+class StddevWithCountState(NamedTuple):
+    """:class:`StddevState` with a step count (optax's ``ScaleByRStdDevWithCountState``)."""
 
     count: jax.Array
     mu: PyTree
@@ -71,7 +88,8 @@ class StddevState(NamedTuple):
 
 
 class AdamState(NamedTuple):
-    """Adam's step count and first and second moment estimates."""
+    """Adam's step count and first and second moment estimates (optax's
+    ``ScaleByAdamState``)."""
 
     count: jax.Array
     mu: PyTree
@@ -107,6 +125,17 @@ def _zero_count() -> jax.Array:
 # --------------------------------------------------------------------------- building blocks
 
 
+def identity() -> optax.GradientTransformation:
+    """Pass updates through unchanged (holds the place of an optional piece in a chain, so
+    the state keeps optax's layout whichever options are set)."""
+
+    def update_fn(updates, state, params=None):
+        check_updates_match(updates, params)
+        return updates, state
+
+    return optax.GradientTransformation(lambda params: EmptyState(), update_fn)
+
+
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule, *, flip_sign: bool = True
 ) -> optax.GradientTransformation:
@@ -121,15 +150,15 @@ def scale_by_learning_rate(
 
     if callable(learning_rate):
 
-        def init_fn(params: PyTree) -> CountState:
+        def init_fn(params: PyTree) -> ScaleByScheduleState:
             del params
-            return CountState(count=_zero_count())
+            return ScaleByScheduleState(count=_zero_count())
 
         def update_fn(updates, state, params=None):
-            del params
+            check_updates_match(updates, params)
             step = sign * learning_rate(state.count)
             updates = jax.tree.map(lambda g: jnp.asarray(step, g.dtype) * g, updates)
-            return updates, CountState(count=safe_increment(state.count))
+            return updates, ScaleByScheduleState(count=safe_increment(state.count))
 
         return optax.GradientTransformation(init_fn, update_fn)
 
@@ -138,7 +167,7 @@ def scale_by_learning_rate(
         return EmptyState()
 
     def update_fn(updates, state, params=None):
-        del params
+        check_updates_match(updates, params)
         step = sign * learning_rate
         return jax.tree.map(lambda g: jnp.asarray(step, g.dtype) * g, updates), state
 
@@ -162,19 +191,19 @@ def scale_by_momentum(
     dtype = None if accumulator_dtype is None else jnp.dtype(accumulator_dtype)
 
     def init_fn(params: PyTree) -> MomentumState:
-        return MomentumState(velocity=tree_zeros_like(params, dtype))
+        return MomentumState(trace=tree_zeros_like(params, dtype))
 
     def update_fn(updates, state, params=None):
         del params
-        _check_state(updates, state.velocity)
-        velocity = jax.tree.map(lambda g, v: g + decay * v, updates, state.velocity)
+        _check_state(updates, state.trace)
+        velocity = jax.tree.map(lambda g, v: g + decay * v, updates, state.trace)
         if nesterov:
             updates = jax.tree.map(lambda g, v: g + decay * v, updates, velocity)
         else:
             updates = velocity
         if dtype is not None:
             velocity = jax.tree.map(lambda v: v.astype(dtype), velocity)
-        return updates, MomentumState(velocity=velocity)
+        return updates, MomentumState(trace=velocity)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -236,19 +265,23 @@ def scale_by_rms(
     check_non_negative("eps", eps)
     check_non_negative("initial_scale", initial_scale)
 
-    def init_fn(params: PyTree) -> RmsState:
-        return RmsState(count=_zero_count(), nu=tree_full_like(params, initial_scale))
+    def init_fn(params: PyTree) -> RmsState | RmsWithCountState:
+        nu = tree_full_like(params, initial_scale)
+        return RmsWithCountState(_zero_count(), nu) if bias_correction else RmsState(nu)
 
     def update_fn(updates, state, params=None):
         del params
         _check_state(updates, state.nu)
         nu = _ema(updates, state.nu, decay, 2)
-        count = safe_increment(state.count) if bias_correction else state.count
-        nu_hat = _debias(nu, decay, count) if bias_correction else nu
+        if bias_correction:
+            count = safe_increment(state.count)
+            nu_hat, new_state = _debias(nu, decay, count), RmsWithCountState(count, nu)
+        else:
+            nu_hat, new_state = nu, RmsState(nu)
         updates = jax.tree.map(
             lambda g, v: _rms_denominator(v, eps, eps_in_sqrt) * g, updates, nu_hat
         )
-        return updates, RmsState(count=count, nu=nu)
+        return updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -273,28 +306,30 @@ def scale_by_stddev(
     check_non_negative("eps", eps)
     check_non_negative("initial_scale", initial_scale)
 
-    def init_fn(params: PyTree) -> StddevState:
-        return StddevState(
-            count=_zero_count(),
-            mu=tree_zeros_like(params),
-            nu=tree_full_like(params, initial_scale),
-        )
+    def init_fn(params: PyTree) -> StddevState | StddevWithCountState:
+        mu, nu = tree_zeros_like(params), tree_full_like(params, initial_scale)
+        if bias_correction:
+            return StddevWithCountState(_zero_count(), mu, nu)
+        return StddevState(mu, nu)
 
     def update_fn(updates, state, params=None):
         del params
         _check_state(updates, state.nu)
         mu = _ema(updates, state.mu, decay, 1)
         nu = _ema(updates, state.nu, decay, 2)
-        count = safe_increment(state.count) if bias_correction else state.count
-        mu_hat = _debias(mu, decay, count) if bias_correction else mu
-        nu_hat = _debias(nu, decay, count) if bias_correction else nu
+        if bias_correction:
+            count = safe_increment(state.count)
+            mu_hat, nu_hat = _debias(mu, decay, count), _debias(nu, decay, count)
+            new_state = StddevWithCountState(count, mu, nu)
+        else:
+            mu_hat, nu_hat, new_state = mu, nu, StddevState(mu, nu)
         updates = jax.tree.map(
             lambda g, m, v: _rms_denominator(v - m * m, eps, eps_in_sqrt) * g,
             updates,
             mu_hat,
             nu_hat,
         )
-        return updates, StddevState(count=count, mu=mu, nu=nu)
+        return updates, new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -367,16 +402,16 @@ def add_decayed_weights(
     if not callable(weight_decay):
         check_non_negative("weight_decay", weight_decay)
 
-    def init_fn(params: PyTree) -> CountState | EmptyState:
+    def init_fn(params: PyTree) -> ScaleByScheduleState | EmptyState:
         del params
-        return CountState(count=_zero_count()) if callable(weight_decay) else EmptyState()
+        return ScaleByScheduleState(count=_zero_count()) if callable(weight_decay) else EmptyState()
 
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("add_decayed_weights needs the current params: update(g, s, params)")
         if callable(weight_decay):
             rate = weight_decay(state.count)
-            state = CountState(count=safe_increment(state.count))
+            state = ScaleByScheduleState(count=safe_increment(state.count))
         else:
             rate = weight_decay
         leaf_mask = _expand_mask(mask, params)
@@ -418,12 +453,12 @@ def sgd(
     this rule; they differ only in the batch the gradient :math:`g_t` is taken on.
     """
     check_learning_rate(learning_rate)
-    if momentum is None:
-        return chain(scale_by_learning_rate(learning_rate))
-    return chain(
-        scale_by_momentum(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype),
-        scale_by_learning_rate(learning_rate),
+    velocity = (
+        identity()
+        if momentum is None
+        else scale_by_momentum(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
     )
+    return chain(velocity, scale_by_learning_rate(learning_rate))
 
 
 def adagrad(
@@ -476,9 +511,8 @@ def rmsprop(
             bias_correction=bias_correction,
         ),
         scale_by_learning_rate(learning_rate),
+        identity() if momentum is None else scale_by_momentum(momentum, nesterov=nesterov),
     ]
-    if momentum is not None:
-        parts.append(scale_by_momentum(momentum, nesterov=nesterov))
     return chain(*parts)
 
 
