@@ -30,8 +30,9 @@ test: $(BIN)/.installed ## run the whole test suite (real MNIST included)
 test-quick: $(BIN)/.installed ## run the tests not marked slow
 	$(BIN)/pytest -m "not slow"
 
-lint: $(BIN)/.installed ## ruff check
+lint: $(BIN)/.installed ## ruff check and the import-layer contracts (lint-imports)
 	$(BIN)/ruff check jaxopt_lab tests experiments benchmarks
+	$(BIN)/lint-imports
 
 train: $(BIN)/.installed ## the seed job: 784-128-10 MLP, Adam, 5 epochs, batch 32
 	$(BIN)/jaxopt-lab train --optimizer adam --learning-rate 1e-3 --epochs 5 --batch-size 32 --seed 0 --out runs/seed
