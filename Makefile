@@ -53,13 +53,13 @@ bench-sweep: $(BIN)/.installed ## 8 learning rates x 3 seeds of the MNIST MLP: o
 	$(BIN)/python benchmarks/bench_sweep.py --out runs/bench/sweep.json
 
 experiments: $(BIN)/.installed ## the six optimizer studies, full budget -> $(OUT)/REPORT.md + figures (hours on a CPU)
-	$(BIN)/python -m experiments.run_all --budget full --out $(OUT)
+	$(BIN)/python -m experiments --budget full --out $(OUT)
 
 experiments-medium: $(BIN)/.installed ## the studies on a 10k-image subset (about 16 min on 2 shared CPU cores) -> $(OUT)
-	$(BIN)/python -m experiments.run_all --budget medium --out $(OUT)
+	$(BIN)/python -m experiments --budget medium --out $(OUT)
 
 experiments-quick: $(BIN)/.installed ## the studies at small budgets (CI; about 4 min on 2 CPU cores) -> $(OUT)
-	$(BIN)/python -m experiments.run_all --budget quick --out $(OUT)
+	$(BIN)/python -m experiments --budget quick --out $(OUT)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +26,10 @@ import optax
 
 import jaxopt_lab as jl
 from experiments import mnist, plots
-from experiments.budget import Budget
+from experiments.budget import MnistBudget
 from experiments.report import Section
 from experiments.stats import bootstrap_ci, first_reach, paired_difference_ci
+from experiments.verdict import by_fact, by_interval
 from jaxopt_lab.runtime import time_compile
 from jaxopt_lab.training.step import TrainState, evaluate, init_train_state
 
@@ -79,7 +79,7 @@ def _first_order_trace(label: str, tuned: mnist.Tuned, num_train: int) -> Trace:
     )
 
 
-def lbfgs_trace(budget: Budget) -> Trace:
+def lbfgs_trace(budget: MnistBudget) -> Trace:
     """Full-batch L-BFGS on the seed MLP, one timed run per final seed."""
     data = mnist.data(budget)
     iterations = budget.full_batch_steps
@@ -149,25 +149,50 @@ def targets(traces: list[Trace]) -> dict[float, float]:
     return {f: best + f * (initial - best) for f in TARGET_FRACTIONS}
 
 
-def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
-    section = Section("1. Convergence rate on MNIST")
+@dataclass(frozen=True)
+class ConvergenceResults:
+    """Every configuration tuned and rerun, plus L-BFGS, with the loss targets."""
+
+    budget: MnistBudget
+    num_train: int
+    tuned: dict[str, mnist.Tuned]
+    traces: tuple[Trace, ...]
+    levels: dict[float, float]  # target fraction -> training-loss target
+
+    @property
+    def by_label(self) -> dict[str, Trace]:
+        return {t.label: t for t in self.traces}
+
+    @property
+    def main_target(self) -> float:
+        return self.levels[MAIN_TARGET]
+
+
+def measure(budget: MnistBudget) -> ConvergenceResults:
     num_train = int(mnist.data(budget).train_labels.shape[0])
     tuned = {label: mnist.tune(config, budget) for label, config in mnist.configs(budget).items()}
     traces = [_first_order_trace(label, t, num_train) for label, t in tuned.items()]
     traces.append(lbfgs_trace(budget))
-    levels = targets(traces)
-    main = levels[MAIN_TARGET]
-    shared["convergence"] = {t.label: t for t in traces}
-    shared["profile_problems"] = {
+    return ConvergenceResults(budget, num_train, tuned, tuple(traces), targets(traces))
+
+
+def profile_problems(results: ConvergenceResults) -> dict[str, dict[str, float]]:
+    """Performance-profile problems: seconds to each clean loss target, per configuration."""
+    return {
         f"clean, loss <= {loss:.3f}": {
-            t.label: float(np.mean(t.to_target("seconds", loss))) for t in traces
+            t.label: float(np.mean(t.to_target("seconds", loss))) for t in results.traces
         }
-        for loss in levels.values()
+        for loss in results.levels.values()
     }
 
+
+def report(results: ConvergenceResults, out: Path) -> Section:
+    section = Section("1. Convergence rate on MNIST")
+    budget, num_train, traces = results.budget, results.num_train, results.traces
+    main = results.main_target
     plots.plot_tuning(
         budget.learning_rates,
-        {label: t.tuning.curves.val_loss[:, :, -1] for label, t in tuned.items()},
+        {label: t.tuning.curves.val_loss[:, :, -1] for label, t in results.tuned.items()},
         out / "tuning.png",
     )
     plots.plot_convergence(traces, out / "convergence.png")
@@ -217,38 +242,37 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
         "Training loss against steps, epochs and wall time (mean over seeds, band: min to max).",
     )
 
-    by_label = {t.label: t for t in traces}
+    by_label = results.by_label
     gd = by_label["gd (full batch)"]
     minibatch = by_label[f"sgd (batch {budget.batch_size})"]
     sgd1 = by_label["sgd (batch 1)"]
     gd_s, mb_s = gd.to_target("seconds", main), minibatch.to_target("seconds", main)
     gd_e, mb_e = gd.to_target("epochs", main), minibatch.to_target("epochs", main)
     gd_steps, mb_steps = gd.to_target("steps", main), minibatch.to_target("steps", main)
-    faster_time = np.mean(mb_s) < np.mean(gd_s) and np.mean(mb_e) < np.mean(gd_e)
     section.claim(
         "Stochastic and mini-batch gradient descent converge faster than vanilla (full-batch) GD.",
-        ("depends" if np.mean(gd_steps) < np.mean(mb_steps) else "confirmed")
-        if faster_time
-        else "refuted",
+        [
+            by_fact("faster in seconds", np.mean(mb_s) < np.mean(gd_s)),
+            by_fact("faster in epochs", np.mean(mb_e) < np.mean(gd_e)),
+            by_fact("no more steps", np.mean(mb_steps) <= np.mean(gd_steps)),
+        ],
         f"to loss {main:.3f}: mini-batch SGD {np.mean(mb_s):.3g} s / {np.mean(mb_e):.3g} epochs / "
         f"{np.mean(mb_steps):.4g} steps, full-batch GD {np.mean(gd_s):.3g} s / "
         f"{np.mean(gd_e):.3g} epochs / {np.mean(gd_steps):.4g} steps, SGD batch 1 "
         f"{np.mean(sgd1.to_target('seconds', main)):.3g} s. Faster per second and per epoch, "
         "slower per step where GD gets there at all.",
     )
-    accelerated, evidence = [], []
+    accelerated, evidence, comparisons = [], [], []
     for label in ("momentum", "nesterov", "adagrad", "rmsprop", "adam"):
         diff = paired_difference_ci(by_label[label].train_loss[:, -1], minibatch.train_loss[:, -1])
         if diff.high < 0:
             accelerated.append(label)
         evidence.append(f"{label} {diff.format()}")
-    verdict = (
-        "confirmed" if len(accelerated) == 5 else ("refuted" if not accelerated else "depends")
-    )
+        comparisons.append(by_interval(f"{label} - sgd", diff, -1))
     section.claim(
         "Momentum and adaptive methods (Adagrad, RMSprop, Adam) speed up convergence "
         "over plain SGD.",
-        verdict,
+        comparisons,
         f"training loss after the same {budget.steps} steps minus mini-batch SGD's "
         f"({minibatch.train_loss[:, -1].mean():.3g}), paired by seed (negative = further "
         f"along): {'; '.join(evidence)}. Lower with 95% confidence: "
@@ -257,7 +281,12 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     lbfgs = by_label["l-bfgs (full batch)"]
     section.claim(
         "L-BFGS (second order, full batch) converges in fewer iterations than first-order methods.",
-        "confirmed" if np.mean(lbfgs.to_target("steps", main)) < np.mean(gd_steps) else "refuted",
+        [
+            by_fact(
+                "fewer iterations than full-batch GD",
+                np.mean(lbfgs.to_target("steps", main)) < np.mean(gd_steps),
+            )
+        ],
         f"iterations to loss {main:.3f}: L-BFGS "
         f"{bootstrap_ci(lbfgs.to_target('steps', main)).format()}, full-batch GD "
         f"{bootstrap_ci(gd_steps).format()}; in wall time L-BFGS "

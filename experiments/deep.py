@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,9 +27,10 @@ from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
 from experiments.stats import bootstrap_ci
+from experiments.verdict import by_fact, by_threshold
 from jaxopt_lab.training.models import MLP
 from jaxopt_lab.training.step import TrainState
-from jaxopt_lab.training.sweep import sweep
+from jaxopt_lab.training.sweep import SweepResult, sweep
 
 GAINS = (0.5, math.sqrt(2.0), 3.0)
 LEARNING_RATE = 0.01
@@ -94,11 +95,20 @@ def layer_gradient_probe(images: jax.Array, labels: jax.Array):
     return probe
 
 
-def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
-    section = Section("5. Exploding and vanishing gradients in a deep MLP")
-    data = mnist.data(budget)
+@dataclass(frozen=True)
+class DeepResults:
+    """One sweep over the gains per setup (plain or batch norm, clipped or not), with the
+    per-layer gradient norms probed through training."""
+
+    budget: Budget
+    sweeps: dict[str, SweepResult]
+
+
+def measure(budget: Budget) -> DeepResults:
+    mnist_budget, deep = budget.mnist, budget.deep
+    data = mnist.data(mnist_budget)
     probe = layer_gradient_probe(data.train_images[:PROBE_BATCH], data.train_labels[:PROBE_BATCH])
-    evals = min(budget.evals, budget.deep_steps)
+    evals = min(mnist_budget.evals, deep.steps)
     results = {}
     for batch_norm in (False, True):
         for clip in (False, True):
@@ -106,28 +116,36 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
             results[label] = sweep(
                 momentum_factory(clip),
                 {"learning_rate": [LEARNING_RATE], "gain": GAINS},
-                budget.tuning_seeds,
+                mnist_budget.tuning_seeds,
                 data,
-                model_factory=deep_model_factory(budget.deep_layers, budget.deep_width, batch_norm),
-                batch_size=budget.batch_size,
+                model_factory=deep_model_factory(deep.layers, deep.width, batch_norm),
+                batch_size=mnist_budget.batch_size,
                 num_evals=evals,
-                steps_per_eval=budget.deep_steps // evals,
+                steps_per_eval=deep.steps // evals,
                 probe=probe,
                 vectorize=False,
             )
-    steps = next(iter(results.values())).steps
+    return DeepResults(budget, results)
+
+
+def report(results: DeepResults, out: Path) -> Section:
+    section = Section("5. Exploding and vanishing gradients in a deep MLP")
+    mnist_budget, deep = results.budget.mnist, results.budget.deep
+    sweeps = results.sweeps
+    steps = next(iter(sweeps.values())).steps
     # probes: (lr, gain, seed, evals + 1, layers + 1) -> geometric mean over seeds
     norms = {
         label: np.exp(np.log(np.maximum(r.curves.probes[0], 1e-30)).mean(axis=1))
-        for label, r in results.items()
+        for label, r in sweeps.items()
     }
-    accuracy = {label: r.curves.val_accuracy[0, :, :, -1] for label, r in results.items()}
+    accuracy = {label: r.curves.val_accuracy[0, :, :, -1] for label, r in sweeps.items()}
     plots.plot_layer_gradients(GAINS, norms, steps, out / "deep_gradients.png")
 
     section.text(
-        f"{budget.deep_layers} hidden layers of width {budget.deep_width}, ReLU, momentum SGD "
-        f"(lr {LEARNING_RATE}, momentum 0.9), batch {budget.batch_size}, {budget.deep_steps} "
-        f"steps, seeds {list(budget.tuning_seeds)}; clipping is clip_by_global_norm({CLIP_NORM}). "
+        f"{deep.layers} hidden layers of width {deep.width}, ReLU, momentum SGD "
+        f"(lr {LEARNING_RATE}, momentum 0.9), batch {mnist_budget.batch_size}, {deep.steps} "
+        f"steps, seeds {list(mnist_budget.tuning_seeds)}; clipping is "
+        f"clip_by_global_norm({CLIP_NORM}). "
         f"Kernels drawn with std gain / sqrt(fan_in); gain sqrt(2) = He initialisation. "
         f"Gradient norms probed on a fixed batch of {PROBE_BATCH} training images."
     )
@@ -155,10 +173,11 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     exploding = first_layer[large] > 1e3 * first_layer[he]
     section.claim(
         "Deep networks with poor initialisation suffer vanishing or exploding gradients.",
-        "confirmed"
-        if vanishing and exploding
-        else ("depends" if vanishing or exploding else "refuted"),
-        f"plain {budget.deep_layers}-layer MLP at init, first-layer gradient norm: "
+        [
+            by_fact("vanishing at the small gain (< 1e-3 x He)", vanishing),
+            by_fact("exploding at the large gain (> 1e3 x He)", exploding),
+        ],
+        f"plain {deep.layers}-layer MLP at init, first-layer gradient norm: "
         f"{first_layer[small]:.3g} with gain {GAINS[small]}, {first_layer[he]:.3g} with He's "
         f"gain, {first_layer[large]:.3g} with gain {GAINS[large]} "
         f"({first_layer[small] / first_layer[he]:.2g}x and "
@@ -166,29 +185,43 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     )
     section.claim(
         "Gradient clipping rescues training from exploding gradients.",
-        "confirmed"
-        if acc["plain, clipped"][large] > acc["plain, no clip"][large] + 0.05
-        else "refuted",
+        [
+            by_threshold(
+                "accuracy gain from clipping at the large gain",
+                acc["plain, clipped"][large] - acc["plain, no clip"][large],
+                supports_above=0.05,
+                contradicts_below=0.05,
+            )
+        ],
         f"gain {GAINS[large]}: accuracy {acc['plain, no clip'][large]:.3f} without clipping, "
         f"{acc['plain, clipped'][large]:.3f} with clip_by_global_norm({CLIP_NORM}).",
     )
-    bn_better = [
-        acc["batch norm, no clip"][g] > acc["plain, no clip"][g] + 0.05 for g in (small, large)
-    ]
     section.claim(
         "Normalisation (batch norm) fixes vanishing and exploding gradients.",
-        "confirmed" if all(bn_better) else ("depends" if any(bn_better) else "refuted"),
+        [
+            by_threshold(
+                f"accuracy gain from batch norm at gain {GAINS[g]:.3g}",
+                acc["batch norm, no clip"][g] - acc["plain, no clip"][g],
+                supports_above=0.05,
+                contradicts_below=0.05,
+            )
+            for g in (small, large)
+        ],
         f"accuracy, plain vs batch norm: gain {GAINS[small]} {acc['plain, no clip'][small]:.3f} "
         f"vs {acc['batch norm, no clip'][small]:.3f}; gain {GAINS[large]} "
         f"{acc['plain, no clip'][large]:.3f} vs {acc['batch norm, no clip'][large]:.3f}.",
     )
-    he_better = (
-        acc["plain, no clip"][he]
-        > max(acc["plain, no clip"][small], acc["plain, no clip"][large]) + 0.05
-    )
     section.claim(
         "Careful initialisation (He) avoids the problem without any other fix.",
-        "confirmed" if he_better else "refuted",
+        [
+            by_threshold(
+                "He's accuracy minus the better of the other gains",
+                acc["plain, no clip"][he]
+                - max(acc["plain, no clip"][small], acc["plain, no clip"][large]),
+                supports_above=0.05,
+                contradicts_below=0.05,
+            )
+        ],
         f"plain, no clip: accuracy {acc['plain, no clip'][he]:.3f} with He's gain vs "
         f"{acc['plain, no clip'][small]:.3f} (gain {GAINS[small]}) and "
         f"{acc['plain, no clip'][large]:.3f} (gain {GAINS[large]}).",

@@ -9,9 +9,9 @@ step is one update with its line search on the same batch's loss.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import jax
 import optax
@@ -20,6 +20,7 @@ import jaxopt_lab as jl
 from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
+from experiments.verdict import by_fact, by_threshold
 from jaxopt_lab.optim.base import tree_bytes, tree_size
 from jaxopt_lab.runtime import time_call
 from jaxopt_lab.training.step import TrainState, evaluate, init_train_state, train_step
@@ -45,12 +46,22 @@ def _lbfgs_step_seconds(state: TrainState, graphdef, images, labels, repeats: in
     return time_call(step, state.params, optimizer.init(state.params), repeats=repeats).median_s
 
 
-def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
-    section = Section("4. Computational efficiency: state memory and step time")
-    data = mnist.data(budget)
-    images, labels = data.train_images[: budget.batch_size], data.train_labels[: budget.batch_size]
+@dataclass(frozen=True)
+class EfficiencyResults:
+    """Optimizer-state bytes per parameter and milliseconds per training step, by name."""
+
+    budget: Budget
+    params: int
+    state_bytes: dict[str, float]
+    step_ms: dict[str, float]
+
+
+def measure(budget: Budget) -> EfficiencyResults:
+    batch_size = budget.mnist.batch_size
+    data = mnist.data(budget.mnist)
+    images, labels = data.train_images[:batch_size], data.train_labels[:batch_size]
     key = jax.random.key(0)
-    rows, state_bytes, step_ms = [], {}, {}
+    state_bytes, step_ms = {}, {}
     graphdef, plain = init_train_state(mnist.seed_model({}, key), optax.identity())
     params = tree_size(plain.params)
     for name in (*jl.OPTIMIZER_NAMES, "lbfgs"):
@@ -65,11 +76,18 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
                 step, state, images, labels, key, repeats=budget.timing_repeats
             ).median_s
         step_ms[name] = 1e3 * seconds
-        rows.append((name, state_bytes[name], step_ms[name]))
+    return EfficiencyResults(budget, params, state_bytes, step_ms)
+
+
+def report(results: EfficiencyResults, out: Path) -> Section:
+    section = Section("4. Computational efficiency: state memory and step time")
+    budget, params = results.budget, results.params
+    state_bytes, step_ms = results.state_bytes, results.step_ms
+    rows = [(name, state_bytes[name], step_ms[name]) for name in state_bytes]
     plots.plot_efficiency(state_bytes, step_ms, out / "efficiency.png")
     section.text(
         f"Seed MLP, {params:,} float32 parameters ({4 * params:,} bytes); step = gradient of a "
-        f"batch of {budget.batch_size} + update + apply, median of {budget.timing_repeats} "
+        f"batch of {budget.mnist.batch_size} + update + apply, median of {budget.timing_repeats} "
         f"timed calls after compilation on {jax.devices()[0].device_kind}."
     )
     section.table(["optimizer", "state bytes / parameter", "ms / step"], rows)
@@ -77,7 +95,10 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     adaptive_bytes = {n: state_bytes[n] for n in ADAPTIVE}
     section.claim(
         "Adaptive methods cost extra per-parameter memory.",
-        "confirmed" if min(adaptive_bytes.values()) > state_bytes["sgd"] else "refuted",
+        [
+            by_fact(f"{n} keeps more state than sgd", b > state_bytes["sgd"])
+            for n, b in adaptive_bytes.items()
+        ],
         "state bytes per parameter: "
         + ", ".join(f"{n} {b:.3g}" for n, b in state_bytes.items())
         + " (one float32 buffer = 4 bytes/parameter).",
@@ -85,9 +106,12 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     extra = step_ms["adam"] / step_ms["sgd"]
     section.claim(
         "The extra state makes adaptive steps noticeably slower.",
-        "confirmed" if extra > 1.5 else ("refuted" if extra < 1.2 else "depends"),
+        [
+            by_threshold(
+                "Adam's step time / SGD's", extra, supports_above=1.5, contradicts_below=1.2
+            )
+        ],
         f"Adam's step takes {extra:.2f}x SGD's ({step_ms['adam']:.3g} vs {step_ms['sgd']:.3g} "
-        f"ms per step of batch {budget.batch_size}, gradient computation included).",
+        f"ms per step of batch {budget.mnist.batch_size}, gradient computation included).",
     )
-    shared["step_ms"] = step_ms
     return section

@@ -13,9 +13,9 @@ starts with the same iteration budget.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +24,9 @@ import optax
 
 import jaxopt_lab as jl
 from experiments import plots
-from experiments.budget import Budget
+from experiments.budget import LandscapeBudget
 from experiments.report import Section
+from experiments.verdict import by_fact, by_threshold
 from jaxopt_lab import problems
 
 FIRST_ORDER = ("gd", "noisy gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam")
@@ -120,10 +121,23 @@ def _contour(problem: problems.Problem, points: int = 200) -> dict[str, np.ndarr
     }
 
 
-def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
-    section = Section("3. Non-convex landscapes: saddles and local minima")
+@dataclass(frozen=True)
+class LandscapeResults:
+    """Success fractions per problem and method (at each first-order method's best rate),
+    the saddle's escape fraction per learning rate, and the paths to draw."""
+
+    budget: LandscapeBudget
+    names: tuple[str, ...]  # problem names: Rosenbrock, Rastrigin, saddle
+    rates: dict[str, dict[str, float]]
+    best_lr: dict[str, dict[str, float | str]]
+    saddle_by_lr: dict[str, list[float]]
+    paths: dict[str, dict[str, np.ndarray]]
+    contours: dict[str, dict[str, np.ndarray]]
+
+
+def measure(budget: LandscapeBudget) -> LandscapeResults:
     landscapes = (problems.rosenbrock(2), problems.rastrigin(2), problems.saddle())
-    steps = budget.landscape_steps
+    steps = budget.steps
     rates: dict[str, dict[str, float]] = {p.name: {} for p in landscapes}
     best_lr: dict[str, dict[str, float | str]] = {p.name: {} for p in landscapes}
     saddle_by_lr: dict[str, list[float]] = {}
@@ -132,7 +146,7 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     for index, problem in enumerate(landscapes):
         # the default start first (its path is drawn), then the random ones
         starts = jnp.concatenate(
-            [problem.x0[None], _starts(problem, budget.landscape_starts, jax.random.key(index))]
+            [problem.x0[None], _starts(problem, budget.starts, jax.random.key(index))]
         )
         for method in FIRST_ORDER:
             trajectories = np.asarray(
@@ -163,13 +177,22 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
             )
             best_lr[problem.name][method] = "line search"
         contours[problem.name] = _contour(problem)
+    names = tuple(p.name for p in landscapes)
+    return LandscapeResults(budget, names, rates, best_lr, saddle_by_lr, paths, contours)
+
+
+def report(results: LandscapeResults, out: Path) -> Section:
+    section = Section("3. Non-convex landscapes: saddles and local minima")
+    budget, names, rates, best_lr = results.budget, results.names, results.rates, results.best_lr
+    saddle_by_lr, paths, contours = results.saddle_by_lr, results.paths, results.contours
+    steps = budget.steps
 
     plots.plot_landscape_paths(contours, paths, out / "landscape_paths.png")
     plots.plot_success_rates(rates, out / "landscape_success.png")
     plots.plot_rate_vs_learning_rate(LEARNING_RATES, saddle_by_lr, out / "saddle_escape_vs_lr.png")
 
     section.text(
-        f"{budget.landscape_starts} random starts per problem, {steps} steps (iterations "
+        f"{budget.starts} random starts per problem, {steps} steps (iterations "
         f"for L-BFGS and Newton). Every first-order method gets the same learning-rate grid "
         f"{', '.join(f'{lr:g}' for lr in LEARNING_RATES)} and is reported at the rate with the "
         f"highest success fraction. Success: within 0.01 of the global minimiser "
@@ -178,7 +201,6 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
         f"stable axis). Noisy GD adds Gaussian noise to every gradient entry, "
         f"std {NOISE_SCALE:g} / (1 + t)^0.275 at step t (annealed, as in optax.add_noise)."
     )
-    names = [p.name for p in landscapes]
     section.table(
         ["optimizer", *(f"{n}: success" for n in names), *(f"{n}: best lr" for n in names)],
         [
@@ -202,24 +224,32 @@ def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
     gd_small, noisy_small, mom_small, adam_small = (
         saddle_by_lr[m][small_lr] for m in ("gd", "noisy gd", "momentum", "adam")
     )
-    escapes_better = noisy_small > gd_small and mom_small > gd_small
     section.claim(
         "Stochastic and momentum methods escape saddle points that trap vanilla GD.",
-        "depends"
-        if saddle["gd"] >= 0.99 and escapes_better
-        else ("confirmed" if escapes_better else "refuted"),
+        [
+            by_fact("noisy GD escapes more than GD at lr 0.01", noisy_small > gd_small),
+            by_fact("momentum escapes more than GD at lr 0.01", mom_small > gd_small),
+            by_fact("GD stays trapped at its best rate", saddle["gd"] < 0.99),
+        ],
         f"At lr 0.01 the escaped fraction is GD {gd_small:.2f}, noisy GD {noisy_small:.2f}, "
         f"momentum {mom_small:.2f}, Adam {adam_small:.2f}; at its best lr GD escapes "
         f"{saddle['gd']:.2f} (lr {best_lr['saddle']['gd']:g}), noisy GD {saddle['noisy gd']:.2f}, "
         f"momentum {saddle['momentum']:.2f}.",
     )
-    rastrigin = rates[landscapes[1].name]
+    rastrigin = rates[names[1]]
     helped = max(rastrigin["noisy gd"], rastrigin["momentum"]) - rastrigin["gd"]
     section.claim(
         "Noise and momentum help escape shallow local minima (Rastrigin) that trap GD.",
-        "confirmed" if helped > 0.05 else ("refuted" if helped < 0.01 else "depends"),
+        [
+            by_threshold(
+                "best of noisy GD and momentum minus GD",
+                helped,
+                supports_above=0.05,
+                contradicts_below=0.01,
+            )
+        ],
         f"global minimum reached: GD {rastrigin['gd']:.2f}, noisy GD {rastrigin['noisy gd']:.2f}, "
         f"momentum {rastrigin['momentum']:.2f}, Adam {rastrigin['adam']:.2f}, "
-        f"L-BFGS {rastrigin['lbfgs']:.2f} of {budget.landscape_starts} starts.",
+        f"L-BFGS {rastrigin['lbfgs']:.2f} of {budget.starts} starts.",
     )
     return section

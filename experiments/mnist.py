@@ -20,7 +20,7 @@ import optax
 from flax import nnx
 
 import jaxopt_lab as jl
-from experiments.budget import Budget
+from experiments.budget import MnistBudget
 from jaxopt_lab.training.data import load_dataset
 from jaxopt_lab.training.models import MLP
 from jaxopt_lab.training.sweep import (
@@ -42,7 +42,7 @@ class Config:
     batch_size: int | None
 
 
-def configs(budget: Budget) -> dict[str, Config]:
+def configs(budget: MnistBudget) -> dict[str, Config]:
     """The first-order configurations of the convergence study, by label."""
     batch = budget.batch_size
     return {
@@ -85,12 +85,12 @@ def noisy_factory(optimizer: str) -> OptimizerFactory:
 
 
 @functools.cache
-def data(budget: Budget) -> SweepData:
+def data(budget: MnistBudget) -> SweepData:
     """The budget's MNIST subsets, on the device."""
     return subset(load_dataset("mnist"), budget.num_train, budget.num_eval, budget.num_val)
 
 
-def steps_for(config: Config, budget: Budget) -> int:
+def steps_for(config: Config, budget: MnistBudget) -> int:
     """Full-batch methods get ``full_batch_steps``; the others ``steps``."""
     return budget.full_batch_steps if config.batch_size is None else budget.steps
 
@@ -105,12 +105,12 @@ class Tuned:
     final: SweepResult
 
 
-_TUNED: dict[tuple[str, Config], Tuned] = {}
+_TUNED: dict[tuple[MnistBudget, Config], Tuned] = {}
 
 
-def tune(config: Config, budget: Budget) -> Tuned:
+def tune(config: Config, budget: MnistBudget) -> Tuned:
     """Run (or fetch) the tuning protocol for ``config``."""
-    cache_key = (budget.name, config)
+    cache_key = (budget, config)
     if cache_key not in _TUNED:
         train = data(budget)
         batch_size = config.batch_size or int(train.train_labels.shape[0])

@@ -11,23 +11,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-Verdict = Literal["confirmed", "refuted", "depends"]
-VERDICTS: tuple[str, ...] = ("confirmed", "refuted", "depends")
+from experiments.verdict import RULE, Comparison, Verdict, verdict
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A textbook claim, the verdict the measurement gives it, and the numbers."""
+    """A textbook claim, the comparisons that test it, their verdict and the numbers."""
 
     text: str
-    verdict: Verdict
+    comparisons: tuple[Comparison, ...]
     evidence: str
 
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+    @property
+    def verdict(self) -> Verdict:
+        return verdict(self.comparisons)
 
 
 @dataclass
@@ -50,9 +48,15 @@ class Section:
         self.figures.append(file_name)
         self.blocks.append(f"![{caption}]({file_name})\n\n*{caption}*")
 
-    def claim(self, text: str, verdict: Verdict, evidence: str) -> None:
-        self.claims.append(Claim(text, verdict, evidence))
-        self.blocks.append(f"> **Claim:** {text}  \n> **Verdict: {verdict}.** {evidence}")
+    def claim(self, text: str, comparisons: Sequence[Comparison], evidence: str) -> None:
+        """State ``text``, decide it from ``comparisons`` by the one rule, show the numbers."""
+        claim = Claim(text, tuple(comparisons), evidence)
+        self.claims.append(claim)
+        tested = "; ".join(f"{c.label}: {c.outcome.value}" for c in claim.comparisons)
+        self.blocks.append(
+            f"> **Claim:** {text}  \n> **Verdict: {claim.verdict}.** {evidence}  \n"
+            f"> *Comparisons:* {tested}."
+        )
 
     def markdown(self) -> str:
         return "\n\n".join([f"## {self.title}", *self.blocks])
@@ -91,7 +95,7 @@ def write_report(path: Path, title: str, preamble: str, sections: Sequence[Secti
         ["study", "claim", "verdict", "measured"],
         [(study, c.text, f"**{c.verdict}**", c.evidence) for study, c in claims],
     )
-    parts = [f"# {title}", preamble.strip(), "## Verdicts", summary]
+    parts = [f"# {title}", preamble.strip(), "## Verdicts", f"*Rule:* {RULE}", summary]
     parts += [section.markdown() for section in sections]
     path.write_text("\n\n".join(parts) + "\n")
     return path

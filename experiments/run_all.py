@@ -1,6 +1,11 @@
 """Run the six studies and the summary; write REPORT.md and its figures.
 
-python -m experiments.run_all --budget quick --out runs/report
+    python -m experiments --budget quick --out runs/report
+
+Each study module has ``measure(budget) -> <Study>Results`` (a dataclass) and
+``report(results, out) -> Section``; a study that builds on another takes that study's
+results as an argument (robustness reuses the learning rates convergence tuned; the
+summary ranks over both).
 """
 
 from __future__ import annotations
@@ -8,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from experiments import (
     convergence,
@@ -25,17 +30,34 @@ from experiments.budget import BUDGETS, Budget
 from experiments.report import write_report
 from jaxopt_lab.runtime import device_info
 
-# in running order: robustness reuses the tuned rates of convergence; summary needs both
-STUDIES = {
-    "convergence": convergence,
-    "robustness": robustness,
-    "landscapes": landscapes,
-    "efficiency": efficiency,
-    "deep": deep,
-    "second_order": second_order,
-    "summary": summary,
-}
+T = TypeVar("T")
+
+STUDIES = (
+    "convergence",
+    "robustness",
+    "landscapes",
+    "efficiency",
+    "deep",
+    "second_order",
+    "summary",
+)
+# a study and the studies whose results it takes as arguments
 REQUIRES = {"robustness": ("convergence",), "summary": ("convergence", "robustness")}
+
+
+class _Timer:
+    """Runs each study's measurement and records how long it took."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, name: str, measure: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        result = measure()
+        seconds = time.perf_counter() - start
+        self.lines.append(f"{name} {seconds:.0f} s")
+        print(f"done: {name} ({seconds:.0f} s)", flush=True)
+        return result
 
 
 def run_all(budget: Budget, out: Path, studies: Sequence[str] | None = None) -> Path:
@@ -48,29 +70,46 @@ def run_all(budget: Budget, out: Path, studies: Sequence[str] | None = None) -> 
     for name in list(wanted):
         wanted.update(REQUIRES.get(name, ()))
     out.mkdir(parents=True, exist_ok=True)
-    shared: dict[str, Any] = {}
-    sections, timings = [], []
-    for study in (module for name, module in STUDIES.items() if name in wanted):
-        start = time.perf_counter()
-        sections.append(study.run(budget, out, shared))
-        timings.append(f"{sections[-1].title.split(':')[0]} {time.perf_counter() - start:.0f} s")
-        print(f"done: {sections[-1].title} ({time.perf_counter() - start:.0f} s)", flush=True)
+    timed, sections = _Timer(), []
+    if "convergence" in wanted:
+        converged = timed("convergence", lambda: convergence.measure(budget.mnist))
+        sections.append(convergence.report(converged, out))
+    if "robustness" in wanted:
+        robust = timed("robustness", lambda: robustness.measure(budget, converged))
+        sections.append(robustness.report(robust, out))
+    if "landscapes" in wanted:
+        shapes = timed("landscapes", lambda: landscapes.measure(budget.landscapes))
+        sections.append(landscapes.report(shapes, out))
+    if "efficiency" in wanted:
+        costs = timed("efficiency", lambda: efficiency.measure(budget))
+        sections.append(efficiency.report(costs, out))
+    if "deep" in wanted:
+        gradients = timed("deep", lambda: deep.measure(budget))
+        sections.append(deep.report(gradients, out))
+    if "second_order" in wanted:
+        quadratics = timed("second_order", lambda: second_order.measure(budget.quadratics))
+        sections.append(second_order.report(quadratics, out))
+    if "summary" in wanted:
+        problems = {
+            **convergence.profile_problems(converged),
+            **robustness.profile_problems(robust),
+        }
+        sections.insert(0, summary.report(budget.mnist, problems, out))
     info = device_info()
     preamble = (
         "Textbook claims about gradient-descent optimizers, each turned into a measured "
-        f"experiment. Budget **{budget.name}** (`python -m experiments.run_all --budget "
+        f"experiment. Budget **{budget.name}** (`python -m experiments --budget "
         f"{budget.name}`), measured on {info['device']} ({info['backend']}), JAX "
-        f"{info['jax_version']}. Run time per study: {'; '.join(timings)}."
+        f"{info['jax_version']}. Run time per study: {'; '.join(timed.lines)}."
     )
-    summary_first = sorted(sections, key=lambda section: not section.title.startswith("Summary"))
-    return write_report(out / "REPORT.md", "jaxopt_lab optimizer report", preamble, summary_first)
+    return write_report(out / "REPORT.md", "jaxopt_lab optimizer report", preamble, sections)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     parser.add_argument("--out", default="runs/report", help="folder for REPORT.md and figures")
-    parser.add_argument("--studies", nargs="+", choices=list(STUDIES), default=None)
+    parser.add_argument("--studies", nargs="+", choices=STUDIES, default=None)
     args = parser.parse_args(argv)
     path = run_all(BUDGETS[args.budget], Path(args.out), args.studies)
     print(f"wrote {path}")

@@ -5,21 +5,22 @@ MLCommons AlgoPerf scores training algorithms, and the fair-tuning protocol."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from experiments import plots
-from experiments.budget import Budget
+from experiments.budget import MnistBudget
 from experiments.report import Section
 from experiments.stats import performance_profile, profile_area
 
 TAUS = np.logspace(0, np.log10(64), 61)
 
 
-def run(budget: Budget, out: Path, shared: dict[str, Any]) -> Section:
+def report(budget: MnistBudget, problems: dict[str, dict[str, float]], out: Path) -> Section:
+    """Rank the configurations over ``problems`` (title -> configuration -> seconds to the
+    problem's target; from :func:`experiments.convergence.profile_problems` and
+    :func:`experiments.robustness.profile_problems`)."""
     section = Section("Summary: ranking by performance profile")
-    problems: dict[str, dict[str, float]] = shared["profile_problems"]
     solvers = [s for s in next(iter(problems.values())) if all(s in p for p in problems.values())]
     times = {s: [problems[p][s] for p in problems] for s in solvers}
     profile = performance_profile(times, TAUS)

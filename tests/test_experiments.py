@@ -53,6 +53,7 @@ def test_sections_and_verdicts(report):
     _, text = report
     for heading in ("## Verdicts", "## Summary", *(f"## {i}." for i in range(1, 7))):
         assert heading in text
+    assert "*Rule:* Each claim rests on one or more comparisons" in text
     verdict_table = _tables(text.split("## Verdicts")[1])[0]
     assert verdict_table[0] == ["study", "claim", "verdict", "measured"]
     rows = verdict_table[1:]
@@ -62,7 +63,7 @@ def test_sections_and_verdicts(report):
     for row in rows:
         assert row[2] in VERDICTS
         assert NUMBER.search(row[3]), row  # every verdict carries numbers
-    assert text.count("**Claim:**") == len(rows)
+    assert text.count("**Claim:**") == len(rows) == text.count("> *Comparisons:*")
 
 
 def test_tables_hold_finite_numbers(report):
