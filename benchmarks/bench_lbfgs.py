@@ -4,7 +4,7 @@ All three stop when the gradient's 2-norm first reaches ``--tol`` (scipy through
 callback on every evaluation, since its own rule uses the max-norm), with memory 10, in
 float64 unless ``--float32``. For each solver and problem the table gives iterations,
 function evaluations (one = one value-and-gradient call), compile time, and the median
-wall time of the whole solve after compilation (``jaxopt_lab.bench.time_call``) with the
+wall time of the whole solve after compilation (``jaxopt_lab.runtime.time_call``) with the
 process CPU time beside it (on a shared host the wall time also measures the neighbours'
 load; CPU time measures the work). Timing rounds alternate between the solvers. scipy
 calls a jitted JAX value-and-gradient, so its wall time includes no compilation either.

@@ -90,7 +90,7 @@ def lbfgs_trace(budget: MnistBudget) -> Trace:
 
     @jax.jit
     def run(seed: jax.Array) -> dict[str, jax.Array]:
-        init_key = jax.random.split(jax.random.key(seed), 3)[0]  # as in jaxopt_lab.sweep
+        init_key = jax.random.split(jax.random.key(seed), 3)[0]  # as in jaxopt_lab.training.sweep
         _, state = init_train_state(mnist.seed_model({}, init_key), optax.identity())
         at = lambda params: TrainState(state.step, params, state.model_state, ())  # noqa: E731
 

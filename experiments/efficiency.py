@@ -2,8 +2,8 @@
 
 For the seed MLP (101,770 parameters) every optimizer's state is measured with
 :func:`jaxopt_lab.optim.base.tree_bytes` (bytes per parameter), and one jitted training
-step (:func:`jaxopt_lab.train.train_step`, batch ``batch_size``) is timed with
-:func:`jaxopt_lab.bench.time_call` (compilation excluded, median of repeats). L-BFGS's
+step (:func:`jaxopt_lab.training.step.train_step`, batch ``batch_size``) is timed with
+:func:`jaxopt_lab.runtime.time_call` (compilation excluded, median of repeats). L-BFGS's
 step is one update with its line search on the same batch's loss.
 """
 

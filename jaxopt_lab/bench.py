@@ -205,7 +205,7 @@ def training_throughput(
 ) -> list[dict[str, Any]]:
     """Samples per second of whole jitted training epochs of the seed MLP, per batch size.
 
-    Each epoch is one compiled call (:func:`jaxopt_lab.train.train_epoch`); its compile
+    Each epoch is one compiled call (:func:`jaxopt_lab.training.step.train_epoch`); its compile
     time is reported separately and excluded from the throughput.
     """
     from flax import nnx

@@ -1,4 +1,4 @@
-"""jaxopt_lab.sweep: a vmapped sweep equals the same runs made one after another."""
+"""jaxopt_lab.training.sweep: a vmapped sweep equals the same runs made one after another."""
 
 from __future__ import annotations
 

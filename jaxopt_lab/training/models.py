@@ -6,7 +6,7 @@ norm (after each hidden Dense, before the activation) are configurable.
 
 The model holds no random state of its own: dropout takes its key as a call argument,
 so the model can be split once (``nnx.split``) and merged inside pure, scanned and
-vmapped training steps (see :mod:`jaxopt_lab.train`).
+vmapped training steps (see :mod:`jaxopt_lab.training.step`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Data-parallel training on JAX's own sharding: one mesh axis, ``'data'``.
 
-The recipe (used by :func:`jaxopt_lab.train.fit` with ``data_parallel=True``):
+The recipe (used by :func:`jaxopt_lab.training.loop.fit` with ``data_parallel=True``):
 
 - :func:`data_mesh` lays all devices on a 1-D mesh with axis :data:`DATA_AXIS`.
 - The train state and the dataset arrays are replicated on every device

@@ -5,7 +5,7 @@ records a learning curve: the training loss (on a fixed evaluation subset of the
 split, inference mode), the validation loss and accuracy at step 0 and after every
 ``steps_per_eval`` steps, plus whatever an optional ``probe(state)`` returns. The run is
 a ``lax.scan`` over evaluation points of a ``lax.scan`` over
-:func:`jaxopt_lab.train.train_step`, so it is one pure function of ``(hyperparameters,
+:func:`jaxopt_lab.training.step.train_step`, so it is one pure function of ``(hyperparameters,
 seed)``.
 
 :func:`sweep` builds the optimizer *inside* that function from traced hyperparameters (a
@@ -295,7 +295,7 @@ def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> in
 
 
 def subset(dataset: Any, num_train: int, num_eval: int, num_val: int) -> SweepData:
-    """The first examples of a :class:`~jaxopt_lab.data.Dataset`'s splits as sweep data:
+    """The first examples of a :class:`~jaxopt_lab.training.data.Dataset`'s splits as sweep data:
     ``num_train`` to train on, the first ``num_eval`` of those to measure the training
     loss, the first ``num_val`` test examples to validate."""
     return SweepData(
