@@ -10,10 +10,13 @@ The recipe (used by :func:`jaxopt_lab.training.loop.fit` with ``data_parallel=Tr
   gradients, so every replica applies the same update. Results equal the single-device
   run up to float rounding (the sum of the per-example gradients is split differently).
 
-For several hosts, :func:`initialize_distributed` calls ``jax.distributed.initialize``
-when JAX's standard variable ``JAX_COORDINATOR_ADDRESS`` is set (with
-``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``, or a cluster JAX detects); every process
-then loads the same dataset and the mesh spans the devices of all hosts.
+For several processes (hosts), :func:`initialize_distributed` calls
+``jax.distributed.initialize`` when ``JAX_COORDINATOR_ADDRESS`` is set: with
+``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` for a manual launch, or without them inside a
+cluster JAX detects (Slurm, Open MPI, Kubernetes, TPU pods). On CPUs the cross-process
+collectives run over gloo. Every process then loads the same dataset, the mesh spans the
+devices of all processes, and the parameters stay identical on all of them (the gradient
+all-reduce spans processes); only process 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -29,10 +32,21 @@ DATA_AXIS = "data"
 
 
 def initialize_distributed() -> bool:
-    """Start JAX's multi-host runtime if the environment asks for it; return whether it did."""
-    if not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    """Start JAX's multi-process runtime if the environment asks for it (see the module
+    doc); return whether it did. Call it before any other JAX work."""
+    address = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if not address:
         return False
-    jax.distributed.initialize()
+    manual = {
+        "num_processes": os.environ.get("JAX_NUM_PROCESSES"),
+        "process_id": os.environ.get("JAX_PROCESS_ID"),
+    }
+    if (manual["num_processes"] is None) != (manual["process_id"] is None):
+        raise ValueError("set both JAX_NUM_PROCESSES and JAX_PROCESS_ID, or neither")
+    kwargs = {k: int(v) for k, v in manual.items() if v is not None}
+    if os.environ.get("JAX_PLATFORMS", "cpu").split(",")[0] == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=address, **kwargs)
     return True
 
 
