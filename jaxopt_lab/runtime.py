@@ -7,11 +7,13 @@ spread: wall time on shared machines is noisy, so a single number would mislead.
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -78,6 +80,28 @@ def compile_timed(
 def time_compile(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
     """Seconds to lower and compile a ``jax.jit``-ed function for these arguments."""
     return compile_timed(jitted, *args, **kwargs)[1]
+
+
+def default_compilation_cache() -> Path:
+    """``$JAXOPT_LAB_COMPILATION_CACHE``, else ``$XDG_CACHE_HOME/jaxopt_lab/xla`` (default
+    ``~/.cache/jaxopt_lab/xla``)."""
+    if os.environ.get("JAXOPT_LAB_COMPILATION_CACHE"):
+        return Path(os.environ["JAXOPT_LAB_COMPILATION_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "jaxopt_lab" / "xla"
+
+
+def enable_compilation_cache(directory: str | Path) -> Path:
+    """Keep every compiled XLA program in ``directory`` (JAX's persistent compilation
+    cache), so a later process reuses what an earlier one compiled instead of compiling
+    it again: compile once per machine, not once per run. Entries are keyed on the
+    program, the JAX version and the device, so a stale entry is never used; deleting the
+    folder is always safe. Call it before the first compilation."""
+    directory = Path(directory).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return directory
 
 
 def device_info() -> dict[str, Any]:

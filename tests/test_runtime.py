@@ -1,0 +1,59 @@
+"""runtime.py: the persistent compilation cache makes a second process compile nothing
+that a first one compiled (JAX reports cache hits), and the timing helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jaxopt_lab import runtime
+
+SCRIPT = r"""
+import json, sys
+import jax, jax.numpy as jnp
+from jaxopt_lab.runtime import enable_compilation_cache
+if sys.argv[1] != "off":
+    enable_compilation_cache(sys.argv[1])
+events = []
+jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+step = jax.jit(lambda w, x: jnp.tanh(x @ w).sum())
+jax.block_until_ready(jax.grad(step)(jnp.ones((32, 8)), jnp.ones((4, 32))))
+print(json.dumps({
+    "hits": events.count("/jax/compilation_cache/cache_hits"),
+    "misses": events.count("/jax/compilation_cache/cache_misses"),
+}))
+"""
+
+
+def _run(cache: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, cache], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_reuses_what_the_first_compiled(tmp_path):
+    cache = tmp_path / "nested" / "xla"
+    first = _run(str(cache))
+    assert first["misses"] > 0 and first["hits"] == 0
+    assert any(cache.iterdir())
+    second = _run(str(cache))
+    assert second["hits"] == first["misses"] and second["misses"] == 0
+    assert _run("off") == {"hits": 0, "misses": 0}  # without it, no cache is consulted
+
+
+def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAXOPT_LAB_COMPILATION_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert runtime.default_compilation_cache() == tmp_path / "jaxopt_lab" / "xla"
+    monkeypatch.setenv("JAXOPT_LAB_COMPILATION_CACHE", str(tmp_path / "elsewhere"))
+    assert runtime.default_compilation_cache() == tmp_path / "elsewhere"
+
+
+def test_summarise_rejects_no_times():
+    with pytest.raises(ValueError, match="times"):
+        runtime.summarise([])
