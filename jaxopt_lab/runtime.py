@@ -104,6 +104,24 @@ def enable_compilation_cache(directory: str | Path) -> Path:
     return directory
 
 
+def cpu_cache_bytes(level: int = 3) -> int | None:
+    """Size of the host CPU's unified (or data) cache at ``level`` in bytes, read from
+    Linux's sysfs; None where it cannot be read."""
+    root = Path("/sys/devices/system/cpu/cpu0/cache")
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    for index in sorted(root.glob("index*")):
+        try:
+            if int((index / "level").read_text()) != level:
+                continue
+            if (index / "type").read_text().strip() not in ("Unified", "Data"):
+                continue
+            size = (index / "size").read_text().strip()
+        except (OSError, ValueError):
+            return None
+        return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+    return None
+
+
 def device_info() -> dict[str, Any]:
     """What the numbers were measured on: device, JAX version, host."""
     device = jax.devices()[0]

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxopt_lab import runtime
+from jaxopt_lab.training import sweep as sweep_module
 from jaxopt_lab.training.models import MLP
 from jaxopt_lab.training.sweep import best_index, named_optimizer, subset, sweep
 
@@ -35,11 +37,12 @@ def both(data):
         sweep(factory, vectorize=True, **kwargs),
         sweep(factory, vectorize=False, **kwargs),
         sweep(factory, runs_per_batch=4, **kwargs),
+        sweep(factory, runs_per_batch="auto", **kwargs),
     )
 
 
 def test_vmapped_sweep_matches_separate_runs(both):
-    vmapped, separate, _ = both
+    vmapped, separate, _, _ = both
     assert vmapped.curves.val_loss.shape == (3, 2, 3)
     # the two stable learning rates; the diverging third amplifies rounding differences
     for field in ("train_loss", "val_loss", "val_accuracy"):
@@ -49,10 +52,21 @@ def test_vmapped_sweep_matches_separate_runs(both):
 
 def test_runs_in_batches_match_all_runs_at_once(both):
     """6 runs vmapped 4 at a time (a full batch and a remainder of 2) inside one program."""
-    vmapped, _, batched = both
-    for field in ("train_loss", "val_loss", "val_accuracy"):
-        a, b = getattr(vmapped.curves, field)[:2], getattr(batched.curves, field)[:2]
-        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    vmapped, _, batched, auto = both
+    assert batched.runs_per_batch == 4 and vmapped.runs_per_batch == 6
+    for other in (batched, auto):
+        for field in ("train_loss", "val_loss", "val_accuracy"):
+            a, b = getattr(vmapped.curves, field)[:2], getattr(other.curves, field)[:2]
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_auto_batching_keeps_the_working_set_in_half_the_cache(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_cache_bytes", lambda level=3: 32 << 20)
+    assert sweep_module.auto_runs_per_batch(1 << 20, runs=100) == 8  # 16 MiB / (2 x 1 MiB)
+    assert sweep_module.auto_runs_per_batch(1 << 20, runs=5) == 5
+    assert sweep_module.auto_runs_per_batch(64 << 20, runs=5) == 1
+    monkeypatch.setattr(runtime, "cpu_cache_bytes", lambda level=3: None)
+    assert sweep_module.auto_runs_per_batch(1 << 20, runs=24) == 24
 
 
 def test_sweep_learns_and_pairs_runs_by_seed(both):

@@ -28,7 +28,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,9 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxopt_lab import runtime
+from jaxopt_lab.optim.base import tree_bytes
 from jaxopt_lab.optim.registry import make_optimizer
-from jaxopt_lab.runtime import compile_timed
 from jaxopt_lab.training.step import TrainState, evaluate, init_train_state, train_step
 
 # hyperparameters (traced scalars by name) and a PRNG key -> optimizer
@@ -86,6 +87,7 @@ class SweepResult:
     compile_seconds: float
     total_seconds: float
     vectorized: bool
+    runs_per_batch: int | None = None  # runs vmapped side by side (vectorized sweeps)
 
 
 def named_optimizer(name: str, **options: Any) -> OptimizerFactory:
@@ -159,7 +161,7 @@ def sweep(
     steps_per_eval: int,
     probe: Probe | None = None,
     vectorize: bool = True,
-    runs_per_batch: int | None = None,
+    runs_per_batch: int | Literal["auto"] | None = None,
     data_seed: int = 0,
 ) -> SweepResult:
     """Train one model per point of ``grid`` (cartesian product) and per seed.
@@ -174,7 +176,8 @@ def sweep(
     ``runs_per_batch`` bounds how many runs are vmapped side by side; the batches of runs
     follow one another inside the same compiled program (``lax.map`` with a batch size).
     The default, all runs at once, suits accelerators; on a CPU, batches whose
-    parameters and optimizer states fit in the cache can be faster.
+    parameters and optimizer states fit in the cache can be faster: ``"auto"`` chooses
+    that size (:func:`auto_runs_per_batch`).
 
     The compiled program is cached on the factories, probe and budget (the same function
     objects give the same program), and ``data`` is an argument of it, so sweeping
@@ -184,8 +187,8 @@ def sweep(
         raise ValueError("grid needs at least one hyperparameter with at least one value")
     if not seeds:
         raise ValueError("seeds must not be empty")
-    if runs_per_batch is not None and runs_per_batch < 1:
-        raise ValueError(f"runs_per_batch must be >= 1, got {runs_per_batch}")
+    if runs_per_batch != "auto" and runs_per_batch is not None and runs_per_batch < 1:
+        raise ValueError(f"runs_per_batch must be >= 1 or 'auto', got {runs_per_batch!r}")
     if num_evals < 1 or steps_per_eval < 1:
         raise ValueError(
             f"num_evals and steps_per_eval must be >= 1, got {num_evals}, {steps_per_eval}"
@@ -195,7 +198,7 @@ def sweep(
     columns = np.asarray(points, dtype=np.float64).T
     hyperparameters = {n: jnp.asarray(columns[i], jnp.float32) for i, n in enumerate(names)}
     run_seeds = jnp.asarray(columns[-1], jnp.uint32)
-    single, batched = _compiled_runs(
+    single, batched, init_state = _compiled_runs(
         optimizer_factory,
         model_factory,
         probe,
@@ -206,9 +209,13 @@ def sweep(
         data_seed,
     )
 
+    if runs_per_batch == "auto":
+        example = {n: v[0] for n, v in hyperparameters.items()}
+        state = jax.eval_shape(init_state, example, run_seeds[0])  # shapes only
+        runs_per_batch = auto_runs_per_batch(tree_bytes(state), len(points))
     start = time.perf_counter()
     if vectorize:
-        compiled, compile_seconds = compile_timed(
+        compiled, compile_seconds = runtime.compile_timed(
             batched, hyperparameters, run_seeds, data, runs_per_batch=runs_per_batch or len(points)
         )
         tick = time.perf_counter()
@@ -216,7 +223,7 @@ def sweep(
         run_seconds = np.full(len(points), (time.perf_counter() - tick) / len(points))
     else:
         first = {n: v[0] for n, v in hyperparameters.items()}
-        compiled, compile_seconds = compile_timed(single, first, run_seeds[0], data)
+        compiled, compile_seconds = runtime.compile_timed(single, first, run_seeds[0], data)
         outputs, times = [], []
         for index in range(len(points)):
             tick = time.perf_counter()
@@ -238,7 +245,20 @@ def sweep(
         compile_seconds=compile_seconds,
         total_seconds=total_seconds,
         vectorized=vectorize,
+        runs_per_batch=(runs_per_batch or len(points)) if vectorize else None,
     )
+
+
+def auto_runs_per_batch(state_bytes: int, runs: int) -> int:
+    """How many runs to vmap side by side: all of them on an accelerator; on a CPU as many
+    as keep every run's working set (its parameters, gradients and optimizer state, taken
+    as 2x the bytes of its train state) within half the last-level cache, at least one."""
+    if jax.default_backend() != "cpu":
+        return runs
+    cache = runtime.cpu_cache_bytes(3) or runtime.cpu_cache_bytes(2)
+    if cache is None:
+        return runs
+    return max(1, min(runs, int(0.5 * cache) // max(1, 2 * state_bytes)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -251,16 +271,21 @@ def _compiled_runs(
     steps_per_eval: int,
     names: tuple[str, ...],
     data_seed: int,
-) -> tuple[Callable, Callable]:
-    """The jitted single run ``(hparams, seed, data) -> Curve`` and the batched runs
-    ``(hparams, seeds, data, runs_per_batch)``: vmapped in batches of that many runs."""
+) -> tuple[Callable, Callable, Callable]:
+    """The jitted single run ``(hparams, seed, data) -> Curve``, the batched runs
+    ``(hparams, seeds, data, runs_per_batch)`` (vmapped in batches of that many runs), and
+    ``init_state(hparams, seed) -> (TrainState, optimizer)``'s state alone, for sizing."""
     example = {n: jnp.zeros((), jnp.float32) for n in names}
     graphdef, _ = init_train_state(model_factory(example, jax.random.key(0)), optax.identity())
 
-    def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array, data: SweepData) -> Curve:
+    def start(hparams: Mapping[str, jax.Array], seed: jax.Array):
         init_key, optimizer_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
         optimizer = optimizer_factory(hparams, optimizer_key)
         _, state = init_train_state(model_factory(hparams, init_key), optimizer)
+        return state, optimizer, dropout_key
+
+    def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array, data: SweepData) -> Curve:
+        state, optimizer, dropout_key = start(hparams, seed)
         _, curve = train_curve(
             state,
             jax.random.key(data_seed),
@@ -280,7 +305,10 @@ def _compiled_runs(
             lambda run: one_run(*run, data), (hparams, seeds), batch_size=runs_per_batch
         )
 
-    return jax.jit(one_run), jax.jit(batched, static_argnames="runs_per_batch")
+    def init_state(hparams: Mapping[str, jax.Array], seed: jax.Array) -> TrainState:
+        return start(hparams, seed)[0]
+
+    return jax.jit(one_run), jax.jit(batched, static_argnames="runs_per_batch"), init_state
 
 
 def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> int:
