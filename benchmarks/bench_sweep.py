@@ -1,6 +1,12 @@
 """Benchmark: a sweep of 8 learning rates x 3 seeds of the MNIST MLP, vmapped into one
-compiled program against the same 24 runs made one after another (same compiled single
-run, same total work). Prints both times and the ratio; writes them as JSON.
+compiled program (all runs at once, and in cache-sized batches chosen automatically)
+against the same 24 runs made one after another (same compiled single run, same work).
+
+Each mode runs in its own process, twice per repeat: **cold** (an empty compilation
+cache: everything compiled) and **warm** (the cache the cold process filled). Repeats
+interleave the modes; the figures are medians over repeats, with running time (the runs
+themselves) and compile time reported apart. The final validation losses of every mode
+are checked against the sequential runs for every learning rate that does not diverge.
 
     python benchmarks/bench_sweep.py --out runs/bench/sweep.json
 """
@@ -9,23 +15,65 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
-from flax import nnx
 
-from jaxopt_lab.runtime import device_info
-from jaxopt_lab.training.data import load_dataset
-from jaxopt_lab.training.models import MLP
-from jaxopt_lab.training.sweep import named_optimizer, subset, sweep
-
-LEARNING_RATES = tuple(np.logspace(-4, -1, 8))
+LEARNING_RATES = tuple(float(lr) for lr in np.logspace(-4, -1, 8))
 SEEDS = (0, 1, 2)
+MODES = ("sequential", "vmapped", "vmapped_auto")
 
 
-def seed_mlp(hyperparameters, key):
-    """The seed model: 784-128-10, ReLU, dropout 0.2."""
-    return MLP(rngs=nnx.Rngs(key))
+def worker(mode: str, cache: str, steps: int, batch_size: int, optimizer: str) -> dict:
+    """One sweep in this process, with the compilation cache at ``cache``."""
+    from jaxopt_lab.runtime import device_info, enable_compilation_cache
+
+    enable_compilation_cache(cache)
+    from flax import nnx
+
+    from jaxopt_lab.training.data import load_dataset
+    from jaxopt_lab.training.models import MLP
+    from jaxopt_lab.training.sweep import named_optimizer, subset, sweep
+
+    def seed_mlp(hyperparameters, key):
+        return MLP(rngs=nnx.Rngs(key))  # the seed model: 784-128-10, ReLU, dropout 0.2
+
+    data = subset(load_dataset("mnist"), num_train=60000, num_eval=2000, num_val=2000)
+    evals = 5
+    result = sweep(
+        named_optimizer(optimizer),
+        {"learning_rate": LEARNING_RATES},
+        SEEDS,
+        data,
+        model_factory=seed_mlp,
+        batch_size=batch_size,
+        num_evals=evals,
+        steps_per_eval=steps // evals,
+        vectorize=mode != "sequential",
+        runs_per_batch="auto" if mode == "vmapped_auto" else None,
+    )
+    return {
+        "compile_s": result.compile_seconds,
+        "run_s": float(result.run_seconds.sum()),
+        "total_s": result.total_seconds,
+        "runs_per_batch": result.runs_per_batch,
+        "final_val_loss": result.curves.val_loss[:, :, -1].tolist(),
+        "device": device_info(),
+    }
+
+
+def run_worker(mode: str, cache: Path, args: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", mode, str(cache)]
+    command += ["--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+    command += ["--optimizer", args.optimizer]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"bench_sweep: the {mode} worker failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -33,70 +81,82 @@ def main() -> int:
     parser.add_argument("--optimizer", default="adam")
     parser.add_argument("--steps", type=int, default=500, help="optimizer steps per run")
     parser.add_argument("--batch-size", type=int, default=32, help="the seed job's batch")
-    parser.add_argument(
-        "--runs-per-batch", type=int, default=8, help="runs vmapped side by side (chunked mode)"
-    )
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median)")
     parser.add_argument("--out", default="runs/bench/sweep.json")
+    parser.add_argument("--worker", nargs=2, metavar=("MODE", "CACHE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        mode, cache = args.worker
+        print(json.dumps(worker(mode, cache, args.steps, args.batch_size, args.optimizer)))
+        return 0
+    if args.repeats < 1 or args.steps < 5:
+        parser.error("need --repeats >= 1 and --steps >= 5")
 
-    data = subset(load_dataset("mnist"), num_train=60000, num_eval=2000, num_val=2000)
-    evals = 5
-    settings = dict(
-        data=data,
-        model_factory=seed_mlp,
-        batch_size=args.batch_size,
-        num_evals=evals,
-        steps_per_eval=args.steps // evals,
-    )
-    factory = named_optimizer(args.optimizer)
-    grid = {"learning_rate": LEARNING_RATES}
-    runs = {
-        "vmapped": sweep(factory, grid, SEEDS, **settings),
-        f"vmapped_by_{args.runs_per_batch}": sweep(
-            factory, grid, SEEDS, runs_per_batch=args.runs_per_batch, **settings
-        ),
-        "sequential": sweep(factory, grid, SEEDS, vectorize=False, **settings),
+    measured: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            for mode in MODES:
+                cache = Path(tmp) / f"cache-{repeat}-{mode}"  # empty: a cold start
+                for temperature in ("cold", "warm"):
+                    record = run_worker(mode, cache, args)
+                    measured.setdefault(f"{mode} [{temperature}]", []).append(record)
+            print(f"repeat {repeat + 1}/{args.repeats} done", flush=True)
+
+    summary = {
+        label: {
+            key: statistics.median(r[key] for r in records)
+            for key in ("compile_s", "run_s", "total_s")
+        }
+        | {"runs_per_batch": records[0]["runs_per_batch"]}
+        for label, records in measured.items()
     }
-    record = {
-        "device": device_info(),
+    sequential = np.asarray(measured["sequential [warm]"][0]["final_val_loss"])
+    stable = np.isfinite(sequential) & (sequential < 2.0)  # rates that did not diverge
+    agree = {
+        label: bool(
+            np.allclose(
+                np.asarray(records[0]["final_val_loss"])[stable], sequential[stable], rtol=1e-3
+            )
+        )
+        for label, records in measured.items()
+    }
+    report = {
+        "device": measured["sequential [warm]"][0]["device"],
         "optimizer": args.optimizer,
         "runs": len(LEARNING_RATES) * len(SEEDS),
         "steps_per_run": args.steps,
         "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "median": summary,
+        "final_val_loss_agree_on_stable_rates": agree,
+        "stable_learning_rates": [
+            lr for lr, ok in zip(LEARNING_RATES, stable.all(axis=1), strict=True) if ok
+        ],
     }
-    for mode, result in runs.items():
-        run_seconds = float(result.run_seconds.sum())
-        record[mode] = {
-            "compile_s": result.compile_seconds,
-            "run_s": run_seconds,
-            "total_s": result.total_seconds,
-        }
+    print(f"\nmedians of {args.repeats} interleaved repeats, {report['runs']} runs x {args.steps}")
+    print(f"{'mode':<24} {'run s':>8} {'compile s':>10} {'total s':>8} {'runs/batch':>10}")
+    for label, row in summary.items():
         print(
-            f"{mode:>10}: {run_seconds:7.2f} s running + {result.compile_seconds:5.2f} s "
-            f"compiling = {result.total_seconds:7.2f} s"
+            f"{label:<24} {row['run_s']:>8.2f} {row['compile_s']:>10.2f} {row['total_s']:>8.2f} "
+            f"{row['runs_per_batch'] or '-':>10}"
         )
-    agree = np.allclose(
-        runs["vmapped"].curves.val_loss[:, :, -1],
-        runs["sequential"].curves.val_loss[:, :, -1],
-        rtol=1e-3,
-        equal_nan=True,
-    )
-    record["final_val_loss_agree"] = bool(agree)
-    for mode in runs:
-        if mode == "sequential":
-            continue
-        speedup = record["sequential"]["run_s"] / record[mode]["run_s"]
-        speedup_total = record["sequential"]["total_s"] / record[mode]["total_s"]
-        record[f"speedup_run_{mode}"] = speedup
-        record[f"speedup_total_{mode}"] = speedup_total
-        print(
-            f"{mode} sweep is {speedup:.2f}x faster than one run after another "
-            f"({speedup_total:.2f}x with compilation)"
-        )
-    print(f"final validation losses agree (vmapped vs sequential): {agree}")
+    for temperature in ("cold", "warm"):
+        base = summary[f"sequential [{temperature}]"]
+        for mode in MODES[1:]:
+            row = summary[f"{mode} [{temperature}]"]
+            run_speedup, total_speedup = (
+                base["run_s"] / row["run_s"],
+                base["total_s"] / row["total_s"],
+            )
+            report[f"speedup_{mode}_{temperature}"] = {"run": run_speedup, "total": total_speedup}
+            print(
+                f"{mode} [{temperature}]: {run_speedup:.2f}x faster running, "
+                f"{total_speedup:.2f}x counting compilation"
+            )
+    print(f"final validation losses agree with the sequential runs (stable rates): {agree}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2) + "\n")
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
