@@ -26,7 +26,7 @@ import jaxopt_lab as jl
 from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.report import Section
-from experiments.stats import bootstrap_ci
+from experiments.stats import mean_ci
 from experiments.verdict import by_fact, by_threshold
 from jaxopt_lab.training.models import MLP
 from jaxopt_lab.training.step import TrainState
@@ -151,7 +151,7 @@ def report(results: DeepResults, out: Path) -> Section:
     )
     section.table(
         ["setup", *(f"val accuracy, gain {g:.3g}" for g in GAINS)],
-        [(label, *(bootstrap_ci(a).format() for a in acc)) for label, acc in accuracy.items()],
+        [(label, *(mean_ci(a).format() for a in acc)) for label, acc in accuracy.items()],
     )
     section.table(
         ["setup", *(f"gain {g:.3g}: first-layer grad norm, init -> end" for g in GAINS)],

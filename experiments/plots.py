@@ -9,6 +9,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
+from experiments.stats import mean_ci
+
 
 def _subplots(*grid: int, figsize: tuple[float, float]):
     figure = Figure(figsize=figsize, layout="constrained")
@@ -132,12 +134,9 @@ def plot_convergence(traces, path: str | Path) -> None:
 
 
 def _mean_and_band(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over the last axis and its 2.5/97.5 percentiles of 1000 bootstrap means."""
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, samples.shape[-1], size=(1000, samples.shape[-1]))
-    means = samples[..., picks].mean(axis=-1)
-    low, high = np.percentile(means, [2.5, 97.5], axis=-1)
-    return samples.mean(axis=-1), low, high
+    """Per row of ``samples`` (settings x seeds): the mean and its 95% t interval."""
+    intervals = [mean_ci(row) for row in samples]
+    return tuple(np.asarray([getattr(i, f) for i in intervals]) for f in ("mean", "low", "high"))
 
 
 def plot_robustness(

@@ -20,8 +20,8 @@ from experiments import mnist, plots
 from experiments.budget import Budget
 from experiments.convergence import ConvergenceResults
 from experiments.report import Section
-from experiments.stats import bootstrap_ci, first_reach, paired_difference_ci
-from experiments.verdict import by_fact, by_interval
+from experiments.stats import first_reach, holm, mean_ci, paired_difference
+from experiments.verdict import by_fact, by_test
 from jaxopt_lab.training.sweep import SweepData, SweepResult, sweep
 
 
@@ -157,32 +157,38 @@ def report(results: RobustnessResults, out: Path) -> Section:
         f"Optimizers at their tuned learning rates, {steps} steps of batch "
         f"{mnist_budget.batch_size}, seeds {list(mnist_budget.final_seeds)}; validation "
         "accuracy on the clean test labels, mean "
-        "[bootstrap 95% interval]. Noise: N(0, sigma^2) added to every gradient entry at every "
+        "[95% t interval]. Noise: N(0, sigma^2) added to every gradient entry at every "
         "step. Label noise: the given fraction of training labels replaced by another class."
     )
     section.table(
         ["optimizer", *(f"sigma={s:g}" for s in robust.noise_scales)],
-        [(labels[n], *(bootstrap_ci(a).format() for a in noise_acc[n])) for n in noise_acc],
+        [(labels[n], *(mean_ci(a).format() for a in noise_acc[n])) for n in noise_acc],
     )
     section.table(
         ["optimizer", *(f"flipped {f:.0%}" for f in robust.flip_fractions)],
-        [(labels[n], *(bootstrap_ci(a).format() for a in flip_acc[n])) for n in flip_acc],
+        [(labels[n], *(mean_ci(a).format() for a in flip_acc[n])) for n in flip_acc],
     )
     section.figure(
         "robustness.png",
         "Validation accuracy against gradient-noise scale and flipped-label fraction "
-        "(mean, 95% bootstrap interval).",
+        "(mean, 95% t interval over seeds).",
     )
 
     # accuracy averaged over the noise curve (sigma > 0), paired by seed against SGD
     others = [n for n in noise_acc if n != "sgd"]
-    evidence, comparisons = [], []
-    for name in others:
-        diff = paired_difference_ci(
-            noise_acc[name][1:].mean(axis=0), noise_acc["sgd"][1:].mean(axis=0)
-        )
-        evidence.append(f"{name} {diff.format()}")
-        comparisons.append(by_interval(f"{name} - sgd", diff, 1))
+    diffs = [
+        paired_difference(noise_acc[name][1:].mean(axis=0), noise_acc["sgd"][1:].mean(axis=0))
+        for name in others
+    ]
+    adjusted = holm([d.p_value for d in diffs])
+    evidence = [
+        f"{name} {d.interval.format()} (Holm p {p:.2g})"
+        for name, d, p in zip(others, diffs, adjusted, strict=True)
+    ]
+    comparisons = [
+        by_test(f"{name} - sgd", d.interval.mean, p, 1)
+        for name, d, p in zip(others, diffs, adjusted, strict=True)
+    ]
     largest = robust.noise_scales[-1]
     section.claim(
         "Momentum and adaptive methods resist noisy gradients better than plain SGD.",

@@ -32,7 +32,7 @@ def report(budget: MnistBudget, problems: dict[str, dict[str, float]], out: Path
         f"({', '.join(f'{lr:g}' for lr in budget.learning_rates)}), trained on seeds "
         f"{list(budget.tuning_seeds)}; the rate with the lowest final validation loss (mean "
         "over seeds, diverged = worst) was rerun on seeds "
-        f"{list(budget.final_seeds)}; intervals are percentile-bootstrap 95% intervals of the "
+        f"{list(budget.final_seeds)}; intervals are 95% Student-t intervals of the "
         "mean over those seeds, and comparisons between optimizers are paired by seed. "
         "Other hyperparameters stay at their optax defaults (momentum 0.9, Adam betas 0.9/0.999)."
     )

@@ -3,9 +3,10 @@
 A claim is backed by one or more comparisons. Each comparison *supports* the claim,
 *contradicts* it, or is *inconclusive*:
 
-- an interval (e.g. a paired difference between two optimizers) supports the claim when
-  it excludes zero in the claimed direction, contradicts it when it excludes zero in the
-  other direction, and is inconclusive when it contains zero;
+- a test of a difference (e.g. a paired t-test between two optimizers, its p-value
+  Holm-adjusted when several are compared with one baseline) supports the claim when it
+  is significant (adjusted p < 0.05) with the difference in the claimed direction,
+  contradicts it when significant the other way, and is inconclusive otherwise;
 - a measured quantity with thresholds supports the claim beyond the support threshold,
   contradicts it beyond the refutation threshold, and is inconclusive in between;
 - a plain fact (one measured inequality) supports or contradicts.
@@ -22,16 +23,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from experiments.stats import Interval
+ALPHA = 0.05
 
 Verdict = Literal["confirmed", "refuted", "depends"]
 VERDICTS: tuple[str, ...] = ("confirmed", "refuted", "depends")
 RULE = (
-    "Each claim rests on one or more comparisons; each supports it (an interval excluding "
-    "zero in the claimed direction, or a measured value beyond its support threshold), "
-    "contradicts it (excluding zero the other way, or beyond its refutation threshold), or "
-    "is inconclusive. Confirmed: every comparison supports the claim. Refuted: every "
-    "comparison contradicts it. Depends: anything else."
+    "Each claim rests on one or more comparisons; each supports it (a paired t-test "
+    f"significant at {ALPHA:g} after Holm's correction, in the claimed direction, or a "
+    "measured value beyond its support threshold), contradicts it (significant the other "
+    "way, or beyond its refutation threshold), or is inconclusive. Confirmed: every "
+    "comparison supports the claim. Refuted: every comparison contradicts it. Depends: "
+    "anything else."
 )
 
 
@@ -49,16 +51,17 @@ class Comparison:
     outcome: Outcome
 
 
-def by_interval(label: str, interval: Interval, claimed_sign: Literal[1, -1]) -> Comparison:
-    """Supports when the interval lies on the claimed side of zero, contradicts when it
-    lies on the other side, inconclusive when it contains zero."""
-    low, high = interval.low * claimed_sign, interval.high * claimed_sign
-    low, high = min(low, high), max(low, high)
-    if low > 0:
+def by_test(
+    label: str, difference: float, p_value: float, claimed_sign: Literal[1, -1]
+) -> Comparison:
+    """Supports when ``p_value < ALPHA`` and ``difference`` has the claimed sign,
+    contradicts when significant with the other sign, inconclusive otherwise (NaN p: too
+    few finite pairs to test)."""
+    if not p_value < ALPHA:
+        return Comparison(label, Outcome.INCONCLUSIVE)
+    if difference * claimed_sign > 0:
         return Comparison(label, Outcome.SUPPORTS)
-    if high < 0:
-        return Comparison(label, Outcome.CONTRADICTS)
-    return Comparison(label, Outcome.INCONCLUSIVE)
+    return Comparison(label, Outcome.CONTRADICTS)
 
 
 def by_threshold(

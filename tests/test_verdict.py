@@ -2,30 +2,23 @@
 
 import pytest
 
-from experiments.stats import Interval
-from experiments.verdict import (
-    Outcome,
-    by_fact,
-    by_interval,
-    by_threshold,
-    verdict,
-)
+from experiments.verdict import Outcome, by_fact, by_test, by_threshold, verdict
 
 
 @pytest.mark.parametrize(
-    ("interval", "sign", "outcome"),
+    ("difference", "p", "sign", "outcome"),
     [
-        (Interval(-0.5, -0.9, -0.1), -1, Outcome.SUPPORTS),
-        (Interval(-0.5, -0.9, -0.1), 1, Outcome.CONTRADICTS),
-        (Interval(0.5, 0.1, 0.9), 1, Outcome.SUPPORTS),
-        (Interval(0.1, -0.2, 0.4), 1, Outcome.INCONCLUSIVE),
-        (Interval(0.0, 0.0, 0.3), 1, Outcome.INCONCLUSIVE),  # touching zero is not excluding it
+        (-0.5, 0.01, -1, Outcome.SUPPORTS),
+        (-0.5, 0.01, 1, Outcome.CONTRADICTS),
+        (0.5, 0.049, 1, Outcome.SUPPORTS),
+        (0.5, 0.05, 1, Outcome.INCONCLUSIVE),  # not below alpha
+        (0.5, float("nan"), 1, Outcome.INCONCLUSIVE),  # too few pairs to test
     ],
 )
-def test_an_interval_supports_only_when_it_excludes_zero_on_the_claimed_side(
-    interval, sign, outcome
+def test_a_test_supports_only_when_significant_in_the_claimed_direction(
+    difference, p, sign, outcome
 ):
-    assert by_interval("x", interval, sign).outcome is outcome
+    assert by_test("x", difference, p, sign).outcome is outcome
 
 
 def test_thresholds_leave_a_band_of_inconclusive_values():
@@ -39,7 +32,7 @@ def test_thresholds_leave_a_band_of_inconclusive_values():
 
 def test_the_rule():
     yes, no = by_fact("a", True), by_fact("b", False)
-    unsure = by_interval("c", Interval(0.0, -1.0, 1.0), 1)
+    unsure = by_test("c", 0.3, 0.4, 1)
     assert verdict([yes, yes]) == "confirmed"
     assert verdict([no, no]) == "refuted"
     assert verdict([yes, no]) == "depends"
