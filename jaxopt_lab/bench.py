@@ -6,6 +6,7 @@ package imports it.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from jaxopt_lab.runtime import compile_timed, device_info, summarise, time_call
 
 # --------------------------------------------------------------------------- optimizer steps
 
+MIN_SIZE = 64  # the smallest parameter count benchmark_params builds
+
 
 def benchmark_params(size: int, key: jax.Array | None = None) -> dict[str, dict[str, jax.Array]]:
     """A float32 MLP-like parameter pytree with about ``size`` elements.
@@ -33,8 +36,8 @@ def benchmark_params(size: int, key: jax.Array | None = None) -> dict[str, dict[
     Four dense layers of equal shape (``kernel`` and ``bias``), so leaves mix matrices
     and vectors as in a real model.
     """
-    if size < 64:
-        raise ValueError(f"size must be >= 64, got {size}")
+    if size < MIN_SIZE:
+        raise ValueError(f"size must be >= {MIN_SIZE}, got {size}")
     width = int(min(1024, max(8, (size // 4) ** 0.5)))
     fan_in = max(1, size // (4 * width) - 1)
     key = jax.random.key(0) if key is None else key
@@ -276,10 +279,14 @@ def run_suite(
     batch_sizes: Sequence[int] | None = None,
     dataset: Any | None = None,
     repeats: int | None = None,
+    on_section: Callable[[dict[str, Any], str], None] | None = None,
 ) -> dict[str, Any]:
     """Optimizer steps (and, given a dataset, training throughput) with their settings.
 
     Sizes that would not fit in half the device's memory are skipped and listed.
+    ``on_section(report, name)`` is called after each finished section (``"optimizers"``,
+    then ``"training"``) with the report so far, so a caller can save it before a later
+    section can fail.
     """
     sizes = sizes or (QUICK_SIZES if quick else FULL_SIZES)
     optimizers = optimizers or BENCHMARKED
@@ -304,11 +311,20 @@ def run_suite(
         "optimizers": optimizer_benchmark(optimizers, fitting, repeats=repeats, rounds=rounds),
         "training": [],
     }
+    if on_section is not None:
+        on_section(report, "optimizers")
     if dataset is not None:
         report["training"] = training_throughput(
             dataset.train_images, dataset.train_labels, batch_sizes, repeats=max(2, repeats // 3)
         )
+        if on_section is not None:
+            on_section(report, "training")
     return report
+
+
+def report_json(report: dict[str, Any]) -> str:
+    """The report as indented JSON text."""
+    return json.dumps(report, indent=2) + "\n"
 
 
 def plot_bench(report: dict, path: str | Path) -> None:

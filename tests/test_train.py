@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 from functools import partial
 
@@ -167,7 +168,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(small_mnist, tm
 def test_parameters_broken_by_the_last_step_of_an_epoch_stop_training(small_mnist, tmp_path):
     # Full batch: one step per epoch, so the epoch's training loss is the (finite) loss of
     # the initial parameters; the step itself overflows them and only validation sees it.
-    with pytest.raises(TrainingDivergedError, match=r"validation loss nan\) in epoch 1"):
+    with pytest.raises(TrainingDivergedError, match=r"validation loss nan;.* in epoch 1"):
         fit(
             MLP(rngs=nnx.Rngs(0)),
             make_optimizer("sgd", 1e38),
@@ -178,6 +179,63 @@ def test_parameters_broken_by_the_last_step_of_an_epoch_stop_training(small_mnis
             progress=False,
         )
     assert not (tmp_path / CHECKPOINT_FILE).exists()
+
+
+def test_an_exploding_finite_loss_stops_training_and_fit_keeps_the_last_good_state(
+    small_mnist, tmp_path
+):
+    # Rule: diverged when a loss exceeds 10 x max(L0, log 10), L0 the starting validation
+    # loss. SGD at 1e3 blows the loss up to huge but finite values in its first epoch.
+    optimizer = make_optimizer("sgd", 0.1)
+    model = MLP(rngs=nnx.Rngs(0))
+    fit(model, optimizer, small_mnist, epochs=1, batch_size=64, out_dir=tmp_path, progress=False)
+    after_one_epoch = params_of(model)
+    good = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(TrainingDivergedError, match="limit is 23") as error:
+        fit(
+            model,
+            make_optimizer("sgd", 1e3),
+            small_mnist,
+            epochs=2,
+            batch_size=64,
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    reported = float(str(error.value).split("the loss became ")[1].split(" ")[0])
+    assert reported > 23.0  # the loss that tripped the rule is above the limit
+    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == good
+    # The model holds the last good epoch, neither its initial nor its diverged state.
+    for kept, expected in zip(params_of(model), after_one_epoch, strict=True):
+        np.testing.assert_array_equal(kept, expected)
+    initial = params_of(MLP(rngs=nnx.Rngs(0)))
+    assert not all(np.array_equal(a, b) for a, b in zip(initial, after_one_epoch, strict=True))
+
+
+def test_metrics_record_the_data_provenance(mnist, tmp_path):
+    fit(
+        MLP(rngs=nnx.Rngs(0)),
+        make_optimizer("sgd", 0.1),
+        dataclasses.replace(
+            mnist, train_images=mnist.train_images[:512], train_labels=mnist.train_labels[:512]
+        ),
+        epochs=1,
+        batch_size=256,
+        out_dir=tmp_path,
+        progress=False,
+    )
+    record = json.loads((tmp_path / "metrics.json").read_text())["data"]
+    assert record["name"] == "mnist" and record["version"] == "3.0.1"
+    assert record["split_sizes"] == {"train": 60000, "test": 10000}
+    assert record["used_split_sizes"] == {"train": 512, "test": 10000}
+    # The test split's hash, recomputed here from the arrays the run evaluated on.
+    digest = hashlib.sha256(np.asarray(mnist.test_images).tobytes())
+    digest.update(np.asarray(mnist.test_labels).astype("<i4").tobytes())
+    assert record["split_sha256"]["test"] == digest.hexdigest()
+    # TFDS's registered checksum of each original file (MNIST's published sha256).
+    assert record["source_sha256"]["train-labels-idx1-ubyte.gz"] == (
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"
+    )
 
 
 def test_full_batch_gradient_descent_takes_one_step_per_epoch(small_mnist):

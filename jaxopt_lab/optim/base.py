@@ -185,10 +185,18 @@ def _concrete(name: str, value: Any) -> float | None:
 
 
 def check_learning_rate(learning_rate: ScalarOrSchedule, name: str = "learning_rate") -> None:
-    """A learning rate is a schedule (any callable) or a number > 0."""
+    """A learning rate is a schedule (any callable) or a finite number ``0 < lr < inf``."""
     if callable(learning_rate):
         return
     check_positive(name, learning_rate)
+    check_finite(name, learning_rate)
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``value`` is infinite or NaN."""
+    v = _concrete(name, value)
+    if v is not None and not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
 
 
 def check_positive(name: str, value: Any) -> None:

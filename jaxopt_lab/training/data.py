@@ -8,23 +8,42 @@ directory is, in order: the ``manual_dir`` argument, the environment variable
 ``MNIST_DIR`` (MNIST only: Fashion-MNIST and KMNIST ship files of the same names), or
 TFDS's default ``<data_dir>/downloads/manual``.
 
+Each dataset extracts its archives into its own folder,
+``<data_dir>/downloads/extracted/<name>-<version>``: TFDS's shared default names an
+extraction after the file alone (``GZIP.train-images-idx3-ubyte.gz``), and MNIST,
+Fashion-MNIST and KMNIST ship files of the same names, so a second dataset prepared in
+the same data directory would silently reuse the first one's pixels and labels.
+
+Every :class:`Dataset` carries its :class:`Provenance` (name, version, split sizes, the
+sha256 TFDS verified for each source file and the sha256 of each split as loaded), which
+the run folder records so two runs can be checked for using the same data.
+
 Both splits are read once into uint8/int32 arrays and moved to the device once; training
 then gathers batches from them without touching the host.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import logging
 import os
 import socket
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 SUPPORTED_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
 IMAGE_SHAPE: tuple[int, int, int] = (28, 28, 1)
+# Training-split sizes, known before any preparation, so a batch size can be checked
+# before the data are loaded.
+TRAIN_SIZES: dict[str, int] = {"mnist": 60_000, "fashion_mnist": 60_000, "kmnist": 60_000}
 
 
 class DatasetError(RuntimeError):
@@ -32,10 +51,29 @@ class DatasetError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a dataset's arrays came from, to tell whether two runs used the same data.
+
+    ``source_sha256`` maps each original file to the sha256 TFDS verified it against when
+    the dataset was prepared; ``split_sha256`` maps each split to
+    ``sha256(images bytes || labels bytes)`` of the arrays as loaded (uint8 images in
+    C order, int32 little-endian labels).
+    """
+
+    name: str
+    version: str
+    split_sizes: dict[str, int]
+    source_sha256: dict[str, str] = field(default_factory=dict)
+    split_sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Dataset:
     """Train and test splits on the device.
 
     Images are uint8 of shape ``(N, 28, 28, 1)``; labels are int32 of shape ``(N,)``.
+    ``provenance`` describes the splits as loaded (a subset taken with
+    ``dataclasses.replace`` keeps the provenance of the whole dataset).
     """
 
     name: str
@@ -44,6 +82,7 @@ class Dataset:
     test_images: jax.Array
     test_labels: jax.Array
     num_classes: int
+    provenance: Provenance | None = None
 
 
 def load_dataset(
@@ -52,6 +91,7 @@ def load_dataset(
     data_dir: str | None = None,
     manual_dir: str | None = None,
     download: bool = True,
+    progress: bool = False,
 ) -> Dataset:
     """Prepare TFDS dataset ``name`` if needed and return both splits on the device.
 
@@ -61,24 +101,45 @@ def load_dataset(
       manual_dir: directory holding the original files for an offline preparation.
       download: when files are missing from the manual directory, let TFDS download
         them. ``False`` fails at once instead.
+      progress: show one progress bar over the phases (prepare, read each split).
 
     Raises:
       ValueError: ``name`` is not a supported dataset.
-      DatasetError: the files are missing and cannot be downloaded, or a file does not
-        match TFDS's registered checksum.
+      DatasetError: the files are missing and cannot be downloaded, a file does not
+        match TFDS's registered checksum, or the data directory cannot be written.
     """
     if name not in SUPPORTED_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SUPPORTED_DATASETS)}")
-    import tensorflow_datasets as tfds
-
+    tfds = _quiet_tfds()
+    bar = tqdm(total=3, desc=f"data {name}", unit="phase", disable=not progress)
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
+        bar.set_postfix_str("preparing")
         _prepare(builder, _manual_dir(name, builder, manual_dir), download)
+    bar.update()
     info = builder.info
     if tuple(info.features["image"].shape) != IMAGE_SHAPE:
         raise ValueError(f"{name} has images of shape {info.features['image'].shape}, not 28x28x1")
-    train_images, train_labels = _read_split(builder, "train")
-    test_images, test_labels = _read_split(builder, "test")
+    splits = {}
+    for split in ("train", "test"):
+        bar.set_postfix_str(f"reading {split}")
+        splits[split] = _read_split(builder, split)
+        bar.update()
+    bar.close()
+    provenance = Provenance(
+        name=name,
+        version=str(builder.version),
+        split_sizes={split: int(labels.shape[0]) for split, (_, labels) in splits.items()},
+        source_sha256={
+            url_info.filename: url_info.checksum
+            for url_info in (builder.url_infos or {}).values()
+            if url_info.filename
+        },
+        split_sha256={split: _split_sha256(*arrays) for split, arrays in splits.items()},
+    )
+    (train_images, train_labels), (test_images, test_labels) = (
+        tuple(jax.device_put(array) for array in splits[split]) for split in ("train", "test")
+    )
     return Dataset(
         name=name,
         train_images=train_images,
@@ -86,7 +147,28 @@ def load_dataset(
         test_images=test_images,
         test_labels=test_labels,
         num_classes=info.features["label"].num_classes,
+        provenance=provenance,
     )
+
+
+def _quiet_tfds():
+    """Import TFDS with TensorFlow's C++ logs, absl's warnings and TFDS's own progress
+    bars turned off: the console shows our messages and one bar per phase."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow 2.21 prints its oneDNN notice whatever the log level; TF only decodes
+    # the images here, so its oneDNN kernels are not needed.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    import tensorflow_datasets as tfds
+
+    tfds.display_progress_bar(False)
+    return tfds
+
+
+def _split_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(images, np.uint8).tobytes())
+    digest.update(np.ascontiguousarray(labels, "<i4").tobytes())
+    return digest.hexdigest()
 
 
 def _manual_dir(name: str, builder, manual_dir: str | None) -> Path:
@@ -97,20 +179,38 @@ def _manual_dir(name: str, builder, manual_dir: str | None) -> Path:
     return Path(builder.data_dir_root) / "downloads" / "manual"
 
 
+def _check_writable(directory: Path) -> None:
+    """Create ``directory`` and write a probe file in it; report the OSError's own cause."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise DatasetError(
+            f"cannot write to the TFDS data directory {directory}: "
+            f"{error.strerror or error}. Point --data-dir (or TFDS_DATA_DIR) at a writable "
+            "directory."
+        ) from None
+
+
 def _prepare(builder, manual_dir: Path, download: bool) -> None:
     """Run ``download_and_prepare``, turning TFDS's failures into one clear message."""
     import tensorflow_datasets as tfds
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
+    data_dir = Path(builder.data_dir_root)
+    _check_writable(data_dir)
     url_infos = builder.url_infos or {}
     expected = sorted(info.filename for info in url_infos.values() if info.filename)
     missing = [filename for filename in expected if not (manual_dir / filename).is_file()]
     hosts = {urlparse(url).hostname for url in url_infos}
     if missing and not (download and all(_resolves(host) for host in hosts)):
         raise DatasetError(_missing_message(builder.name, manual_dir, missing, expected))
-    config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    extract_dir = data_dir / "downloads" / "extracted" / f"{builder.name}-{builder.version}"
+    config = tfds.download.DownloadConfig(manual_dir=str(manual_dir), extract_dir=str(extract_dir))
     try:
-        builder.download_and_prepare(download_config=config)
+        with contextlib.redirect_stdout(io.StringIO()):  # TFDS's "Downloading and preparing"
+            builder.download_and_prepare(download_config=config)
     except NonMatchingChecksumError as error:
         raise DatasetError(
             f"checksum mismatch while preparing {builder.name}: {error}\n"
@@ -118,6 +218,8 @@ def _prepare(builder, manual_dir: Path, download: bool) -> None:
             f"download ({', '.join(expected)})."
         ) from None
     except OSError as error:
+        if not missing:  # nothing to download: a file system error, reported as such
+            raise DatasetError(f"cannot prepare {builder.name} in {data_dir}: {error}") from None
         raise DatasetError(
             f"{_missing_message(builder.name, manual_dir, missing, expected)}\n"
             f"(download failed: {error})"
@@ -143,12 +245,10 @@ def _missing_message(name: str, manual_dir: Path, missing: list[str], expected: 
     )
 
 
-def _read_split(builder, split: str) -> tuple[jax.Array, jax.Array]:
-    """Read a whole split in one batch and move it to the device once."""
+def _read_split(builder, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a whole split in one batch as host arrays (moved to the device once, later)."""
     import tensorflow_datasets as tfds
 
     split_data = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
     images, labels = tfds.as_numpy(split_data)
-    return jax.device_put(np.asarray(images, np.uint8)), jax.device_put(
-        np.asarray(labels, np.int32)
-    )
+    return np.asarray(images, np.uint8), np.asarray(labels, np.int32)

@@ -8,6 +8,7 @@ the metrics and figures at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,14 @@ from tqdm.auto import tqdm
 from jaxopt_lab.runtime import device_info
 from jaxopt_lab.training import parallel
 from jaxopt_lab.training.data import Dataset
-from jaxopt_lab.training.runs import Checkpoint, History, RunFolder
+from jaxopt_lab.training.runs import (
+    Checkpoint,
+    ConfigChangedError,
+    History,
+    RunFolder,
+    config_changes,
+    run_config,
+)
 from jaxopt_lab.training.step import (
     StepMetrics,
     TrainState,
@@ -93,16 +101,32 @@ def _compile(
     )
 
 
-def _diverged(epoch: int, loss: float, val_loss: float, run: RunFolder | None) -> Exception:
+# An epoch diverges when its training or validation loss is not finite or exceeds this
+# many times the run's reference loss (see fit).
+DIVERGENCE_FACTOR = 10.0
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a run, and neither resume nor overwrite was asked."""
+
+
+def _diverged(
+    epoch: int, loss: float, val_loss: float, limit: float, run: RunFolder | None
+) -> TrainingDivergedError:
     kept = (
         f"the last good checkpoint (epoch {epoch}) is kept in {run.path}"
         if run is not None and epoch
         else "no checkpoint was written"
     )
     return TrainingDivergedError(
-        f"training diverged: the loss became {loss} (validation loss {val_loss}) in "
+        f"training diverged: the loss became {loss:.4g} (validation loss {val_loss:.4g}; "
+        f"the limit is {limit:.4g}, {DIVERGENCE_FACTOR:g}x the starting loss) in "
         f"epoch {epoch + 1}; stopped, {kept}. Try a smaller learning rate or --clip-norm."
     )
+
+
+def _is_diverged(losses: tuple[float, ...], limit: float) -> bool:
+    return not all(math.isfinite(loss) and loss <= limit for loss in losses)
 
 
 def fit(
@@ -115,6 +139,8 @@ def fit(
     seed: int = 0,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    allow_config_change: bool = False,
     data_parallel: bool = False,
     compute_dtype: jnp.dtype = jnp.float32,
     run_info: Mapping[str, Any] | None = None,
@@ -122,20 +148,31 @@ def fit(
 ) -> History:
     """Train ``model`` on ``dataset`` for ``epochs`` epochs and return the history.
 
-    ``model`` is updated in place with the trained parameters (as Keras's ``fit`` does).
-    With ``out_dir`` the run folder receives a checkpoint (state, epoch, key, history,
-    configuration) and ``history.csv`` after every epoch, and at the end ``metrics.json``
-    (``run_info`` is merged into it), ``learning_curves.png`` and ``predictions.png``.
-    ``resume=True`` continues from the checkpoint in ``out_dir`` up to ``epochs`` epochs
-    in total; with the same seed it reaches exactly the parameters of an uninterrupted run.
+    ``model`` is updated in place with the trained parameters (as Keras's ``fit`` does);
+    when training stops early (divergence, ``KeyboardInterrupt``) it holds the state of
+    the last completed good epoch. With ``out_dir`` the run folder receives a checkpoint
+    (state, epoch, key, history, configuration) and ``history.csv`` after every epoch, and
+    at the end ``metrics.json`` (``run_info`` and the data's provenance are merged into
+    it), ``learning_curves.png`` and ``predictions.png``. ``resume=True`` continues from
+    the checkpoint in ``out_dir`` up to ``epochs`` epochs in total; with the same seed it
+    reaches exactly the parameters of an uninterrupted run. A folder that already holds
+    a run is only started afresh with ``overwrite=True``.
+
+    Divergence rule: with ``L0`` the validation loss of the starting parameters and
+    ``K`` the number of classes, the reference loss is ``L_ref = max(L0, log K)`` (``log
+    K`` is the loss of a uniform prediction); an epoch diverges when its mean training
+    loss or its validation loss is NaN, infinite or above ``DIVERGENCE_FACTOR * L_ref``.
+    ``L_ref`` is saved in the checkpoint, so a resumed run keeps its rule.
 
     Raises:
-      ValueError: bad ``epochs``/``batch_size``, or a checkpoint of another model
-        (:class:`~jaxopt_lab.training.runs.CheckpointError`).
+      ValueError: bad ``epochs``/``batch_size``, a checkpoint of another model
+        (:class:`~jaxopt_lab.training.runs.CheckpointError`), or ``resume`` with settings
+        other than the checkpoint's (:class:`~jaxopt_lab.training.runs.ConfigChangedError`,
+        unless ``allow_config_change``).
       FileNotFoundError: ``resume`` without a checkpoint in ``out_dir``.
-      TrainingDivergedError: the training or validation loss of an epoch became NaN or
-        infinite (the latter catches parameters broken by the epoch's last step); the
-        last good checkpoint is kept.
+      RunExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+      TrainingDivergedError: an epoch diverged (the validation loss catches parameters
+        broken by the epoch's last step); the last good checkpoint is kept.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -143,17 +180,35 @@ def fit(
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir that holds the checkpoint")
     run = RunFolder(out_dir) if out_dir is not None else None
-    config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, **(run_info or {})}
+    if run is not None and not resume and run.holds_a_run():
+        if not overwrite:
+            raise RunExistsError(
+                f"{run.path} already holds a run; pass --resume to continue it, --overwrite "
+                "to start it afresh, or choose another --out"
+            )
+        run.clear()
+    config = run_config(epochs, batch_size, seed, run_info)
     graphdef, state = init_train_state(model, optimizer)
-    checkpoint = Checkpoint(state, 0, jax.random.key(seed), History(), config)
+    checkpoint = None
     if resume:
         checkpoint = run.load(state)
+        changes = config_changes(checkpoint.config, config)
+        if changes and not allow_config_change:
+            raise ConfigChangedError(changes)
         if checkpoint.epoch > epochs:
             raise ValueError(f"the checkpoint is at epoch {checkpoint.epoch}, past epochs={epochs}")
+        state = checkpoint.state
     compiled = _compile(
-        checkpoint.state, graphdef, optimizer, dataset, batch_size, compute_dtype, data_parallel
+        state, graphdef, optimizer, dataset, batch_size, compute_dtype, data_parallel
     )
-    state, key, history = compiled.state, checkpoint.key, checkpoint.history
+    state = compiled.state
+    if checkpoint is None:
+        start_loss = float(compiled.validate(state).loss)
+        reference = max(start_loss, math.log(dataset.num_classes))
+        checkpoint = Checkpoint(state, 0, jax.random.key(seed), History(), config, reference)
+    checkpoint = dataclasses.replace(checkpoint, config=config)
+    limit = DIVERGENCE_FACTOR * checkpoint.reference_loss
+    key, history = checkpoint.key, checkpoint.history
     bar = tqdm(
         range(checkpoint.epoch, epochs),
         initial=checkpoint.epoch,
@@ -162,30 +217,35 @@ def fit(
         unit="epoch",
         disable=not progress,
     )
-    for epoch in bar:
-        start = time.perf_counter()
-        key, epoch_key = jax.random.split(key)
-        state, train = compiled.run_epoch(state, epoch_key)
-        val = compiled.validate(state)
-        loss, accuracy, val_loss, val_accuracy = (float(x) for x in (*train, *val))
-        if not (math.isfinite(loss) and math.isfinite(val_loss)):
-            raise _diverged(epoch, loss, val_loss, run)
-        history.append(
-            epoch=epoch + 1,
-            loss=loss,
-            accuracy=accuracy,
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            seconds=time.perf_counter() - start,
-        )
-        bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", val_acc=f"{val_accuracy:.4f}")
-        if run is not None:
-            run.save(Checkpoint(state, epoch + 1, key, history, config))
-    bar.close()
+    try:
+        for epoch in bar:
+            start = time.perf_counter()
+            key, epoch_key = jax.random.split(key)
+            new_state, train = compiled.run_epoch(state, epoch_key)
+            val = compiled.validate(new_state)
+            loss, accuracy, val_loss, val_accuracy = (float(x) for x in (*train, *val))
+            if _is_diverged((loss, val_loss), limit):
+                raise _diverged(epoch, loss, val_loss, limit, run)
+            state = new_state
+            history.append(
+                epoch=epoch + 1,
+                loss=loss,
+                accuracy=accuracy,
+                val_loss=val_loss,
+                val_accuracy=val_accuracy,
+                seconds=time.perf_counter() - start,
+            )
+            bar.set_postfix(
+                loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", val_acc=f"{val_accuracy:.4f}"
+            )
+            if run is not None:
+                run.save(dataclasses.replace(checkpoint, state=state, epoch=epoch + 1, key=key))
+    finally:  # divergence or Ctrl-C: the model keeps the last completed good epoch
+        bar.close()
+        nnx.update(model, state.params, state.model_state)
 
-    nnx.update(model, state.params, state.model_state)
     if run is not None:
-        _finish(run, compiled, state, graphdef, history, config, dataset.name, compute_dtype)
+        _finish(run, compiled, state, graphdef, history, config, dataset, compute_dtype)
     return history
 
 
@@ -196,10 +256,10 @@ def _finish(
     graphdef: nnx.GraphDef,
     history: History,
     config: Mapping[str, Any],
-    dataset_name: str,
+    dataset: Dataset,
     compute_dtype: jnp.dtype,
 ) -> None:
-    """Final test metrics, the 5x5 prediction grid and the figures."""
+    """Final test metrics, the data's provenance, the 5x5 prediction grid and the figures."""
     test = compiled.validate(state)
     sample = compiled.test_images[:25]
     predicted = predict(state, sample, graphdef=graphdef, compute_dtype=compute_dtype)
@@ -209,7 +269,8 @@ def _finish(
         "train_seconds": sum(history.seconds),
         **config,
         "epochs": len(history.epoch),
-        "dataset": dataset_name,
+        "dataset": dataset.name,
+        "data": _data_record(dataset),
         "compute_dtype": jnp.dtype(compute_dtype).name,
         "device": device_info(),
     }
@@ -220,3 +281,11 @@ def _finish(
         np.asarray(predicted),
         np.asarray(compiled.test_labels[:25]),
     )
+
+
+def _data_record(dataset: Dataset) -> dict[str, Any]:
+    """The provenance of the data a run used, with the sizes of the splits it really used
+    (a subset keeps its dataset's provenance, so its sizes are measured here)."""
+    used = {"train": int(dataset.train_labels.shape[0]), "test": int(dataset.test_labels.shape[0])}
+    provenance = {} if dataset.provenance is None else dataclasses.asdict(dataset.provenance)
+    return {**provenance, "name": dataset.name, "used_split_sizes": used}

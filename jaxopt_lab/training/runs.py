@@ -66,25 +66,70 @@ class History:
         return text.getvalue()
 
 
+RUN_FILES: tuple[str, ...] = (
+    CHECKPOINT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    LEARNING_CURVES_FILE,
+    PREDICTIONS_FILE,
+)
+
+
 @dataclass(frozen=True)
 class Checkpoint:
-    """Everything a run needs to continue exactly where it stopped."""
+    """Everything a run needs to continue exactly where it stopped.
+
+    ``reference_loss`` is the loss divergence is measured against (see
+    :func:`jaxopt_lab.training.loop.fit`), fixed when the run started.
+    """
 
     state: TrainState
     epoch: int
     key: jax.Array
     history: History
     config: dict[str, Any]
+    reference_loss: float
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read into this run (corrupt, or of another model)."""
 
 
+class ConfigChangedError(ValueError):
+    """Resuming with settings other than the checkpoint's.
+
+    ``changes`` maps each changed setting to ``(saved value, requested value)``.
+    """
+
+    def __init__(self, changes: dict[str, tuple[Any, Any]]):
+        self.changes = changes
+        described = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changes.items())
+        super().__init__(f"the run was started with other settings ({described})")
+
+
+# Settings that may change on resume: the number of epochs to reach, and how the work is
+# laid out over devices.
+RESUMABLE_CHANGES: tuple[str, ...] = ("epochs", "data_parallel")
+
+
+def config_changes(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, tuple]:
+    """Settings of ``requested`` whose value differs from ``saved`` (JSON-normalised, so a
+    tuple equals the list it was saved as), except :data:`RESUMABLE_CHANGES`."""
+    normal = lambda value: json.loads(json.dumps(value))  # noqa: E731
+    return {
+        name: (saved.get(name), value)
+        for name, value in requested.items()
+        if name not in RESUMABLE_CHANGES and normal(saved.get(name)) != normal(value)
+    }
+
+
 def write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file and a rename."""
+    """Write ``payload`` to ``path`` through a temporary file, flushed to disk, and a rename."""
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(payload)
+    with open(temporary, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
@@ -100,8 +145,66 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "state": arrays,
         "history": json.dumps(checkpoint.history.as_dict()),
         "config": json.dumps(checkpoint.config),
+        "reference_loss": float(checkpoint.reference_loss),
     }
     write_atomic(path, serialization.msgpack_serialize(payload))
+
+
+_START_AFRESH = "delete it (or pass --overwrite) to start the run afresh"
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    """The checkpoint's parts, checked for presence and type; arrays still unchecked."""
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    except Exception as error:  # msgpack's errors for garbage share no base class
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt ({type(error).__name__}: {error}); {_START_AFRESH}"
+        ) from None
+    expected = {"epoch": int, "key": np.ndarray, "state": dict, "history": str, "config": str}
+    expected["reference_loss"] = float
+    problems = [
+        name
+        for name, kind in expected.items()
+        if not (isinstance(payload, dict) and isinstance(payload.get(name), kind))
+    ]
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or incomplete (missing or malformed: "
+            f"{', '.join(problems)}); {_START_AFRESH}"
+        )
+    try:
+        payload["history"] = History(**json.loads(payload["history"]))
+        payload["config"] = json.loads(payload["config"])
+    except (ValueError, TypeError) as error:  # bad JSON, or other history columns
+        raise CheckpointError(f"checkpoint {path} is corrupt ({error}); {_START_AFRESH}") from None
+    return payload
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """What a checkpoint says about its run, read without building the model."""
+
+    epoch: int
+    config: dict[str, Any]
+
+
+def read_summary(path: Path) -> CheckpointSummary:
+    """The epoch and configuration saved in the checkpoint at ``path``.
+
+    Raises :class:`CheckpointError` naming the file when it cannot be read.
+    """
+    payload = _read_payload(path)
+    return CheckpointSummary(payload["epoch"], payload["config"])
+
+
+def run_config(
+    epochs: int, batch_size: int, seed: int, run_info: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The configuration a run saves in its checkpoint and compares on resume."""
+    return {"epochs": epochs, "batch_size": batch_size, "seed": seed, **(run_info or {})}
 
 
 def load_checkpoint(path: Path, like: TrainState) -> Checkpoint:
@@ -110,23 +213,14 @@ def load_checkpoint(path: Path, like: TrainState) -> Checkpoint:
     Raises :class:`CheckpointError` naming the file when it is unreadable, misses a part,
     or holds the arrays of another model or optimizer.
     """
-    try:
-        payload = serialization.msgpack_restore(path.read_bytes())
-        arrays = payload["state"]
-        epoch, key_data = int(payload["epoch"]), np.asarray(payload["key"])
-        history = History(**json.loads(payload["history"]))
-        config = json.loads(payload["config"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} is corrupt or incomplete ({type(error).__name__}: {error}); "
-            "delete it to start the run afresh"
-        ) from None
+    payload = _read_payload(path)
+    arrays, epoch, history = payload["state"], payload["epoch"], payload["history"]
     leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(like)
     names = [jax.tree_util.keystr(path_) for path_, _ in leaves_with_paths]
-    if not isinstance(arrays, Mapping) or sorted(arrays) != sorted(names):
+    if sorted(arrays) != sorted(names):
         raise CheckpointError(
             f"checkpoint {path} does not match this model and optimizer "
-            f"({len(arrays)} arrays saved, {len(names)} expected)"
+            f"({len(arrays)} arrays saved, {len(names)} expected); {_START_AFRESH}"
         )
     leaves = []
     for name, (_, template) in zip(names, leaves_with_paths, strict=True):
@@ -136,9 +230,14 @@ def load_checkpoint(path: Path, like: TrainState) -> Checkpoint:
                 f"expected {template.shape}"
             )
         leaves.append(jnp.asarray(arrays[name], dtype=template.dtype))
+    if len(history.epoch) != epoch:
+        raise CheckpointError(
+            f"checkpoint {path} is inconsistent: epoch {epoch} with a history of "
+            f"{len(history.epoch)} epochs; {_START_AFRESH}"
+        )
     state = jax.tree_util.tree_unflatten(treedef, leaves)
-    key = jax.random.wrap_key_data(jnp.asarray(key_data))
-    return Checkpoint(state, epoch, key, history, config)
+    key = jax.random.wrap_key_data(jnp.asarray(payload["key"]))
+    return Checkpoint(state, epoch, key, history, payload["config"], payload["reference_loss"])
 
 
 class RunFolder:
@@ -151,6 +250,15 @@ class RunFolder:
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT_FILE
 
+    def holds_a_run(self) -> bool:
+        """Whether any file of a run is already in the folder."""
+        return any((self.path / name).exists() for name in RUN_FILES)
+
+    def clear(self) -> None:
+        """Remove the files of a previous run (only those; other files are left alone)."""
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+
     def load(self, like: TrainState) -> Checkpoint:
         """The checkpoint to resume from (``FileNotFoundError`` if there is none)."""
         if not self.checkpoint_path.exists():
@@ -161,7 +269,11 @@ class RunFolder:
         """The checkpoint first, then ``history.csv`` derived from it."""
         self.path.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.checkpoint_path, checkpoint)
-        write_atomic(self.path / HISTORY_FILE, checkpoint.history.to_csv().encode())
+        self.write_history(checkpoint.history)
+
+    def write_history(self, history: History) -> None:
+        """``history.csv``, derived from the checkpoint's history."""
+        write_atomic(self.path / HISTORY_FILE, history.to_csv().encode())
 
     def finish(
         self,
@@ -171,8 +283,9 @@ class RunFolder:
         predicted: np.ndarray,
         labels: np.ndarray,
     ) -> None:
-        """``metrics.json``, the learning curves and the grid of predictions."""
+        """``history.csv``, ``metrics.json``, the learning curves and the grid of predictions."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self.write_history(history)
         write_atomic(self.path / METRICS_FILE, (json.dumps(metrics, indent=2) + "\n").encode())
         write_atomic(self.path / LEARNING_CURVES_FILE, plots.learning_curves_png(history))
         write_atomic(self.path / PREDICTIONS_FILE, plots.predictions_png(images, predicted, labels))
