@@ -226,8 +226,8 @@ def load_checkpoint(path: Path, like: TrainState) -> Checkpoint:
     for name, (_, template) in zip(names, leaves_with_paths, strict=True):
         if np.shape(arrays[name]) != template.shape:
             raise CheckpointError(
-                f"checkpoint {path}: {name} has shape {np.shape(arrays[name])}, "
-                f"expected {template.shape}"
+                f"checkpoint {path} does not match this model: {name} has shape "
+                f"{np.shape(arrays[name])}, expected {template.shape}; {_START_AFRESH}"
             )
         leaves.append(jnp.asarray(arrays[name], dtype=template.dtype))
     if len(history.epoch) != epoch:
