@@ -11,6 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 # The same defaults as the Makefile, so a bare `pytest` finds the data too.
 os.environ.setdefault("MNIST_DIR", str((REPO / ".." / "shared" / "data" / "mnist").resolve()))
 os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".tfds"))
+# One folder of original files per dataset (mnist, fashion_mnist).
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+os.environ.setdefault("JAXOPT_LAB_DATA", str(SHARED_DATA))
 
 
 @pytest.fixture(scope="session")

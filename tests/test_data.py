@@ -75,6 +75,7 @@ def test_corrupt_file_gives_a_checksum_error(tmp_path, corrupt):
 def test_cli_reports_missing_files_without_a_traceback(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(data, "_resolves", lambda host: False)  # behave as offline
     monkeypatch.delenv("MNIST_DIR")
+    monkeypatch.delenv(data.DATA_ROOT_VARIABLE)
     code = cli.main(["train", "--data-dir", str(tmp_path / "tfds"), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 1
@@ -86,5 +87,62 @@ def test_cli_reports_missing_files_without_a_traceback(tmp_path, monkeypatch, ca
 
 def test_mnist_dir_is_not_used_for_other_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_DIR", str(tmp_path))
+    monkeypatch.delenv(data.DATA_ROOT_VARIABLE)
     with pytest.raises(DatasetError, match="downloads/manual"):
         load_dataset("fashion_mnist", data_dir=str(tmp_path / "tfds"), download=False)
+
+
+def test_an_unwritable_data_dir_is_reported_with_its_own_cause(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(DatasetError) as error:
+        load_dataset(data_dir=str(blocker / "tfds"), download=False)
+    message = str(error.value)
+    assert f"cannot write to the TFDS data directory {blocker / 'tfds'}" in message
+    assert "Not a directory" in message and "missing" not in message
+
+
+def test_a_read_only_data_dir_is_reported_as_read_only(tmp_path):
+    read_only = tmp_path / "tfds"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    try:
+        probe = read_only / "probe"
+        try:
+            probe.write_text("")  # root ignores permissions: nothing to test then
+            pytest.skip("permissions are not enforced for this user")
+        except PermissionError:
+            pass
+        with pytest.raises(DatasetError, match="Permission denied") as error:
+            load_dataset(data_dir=str(read_only), download=False)
+        assert "missing" not in str(error.value)
+    finally:
+        read_only.chmod(0o755)
+
+
+def test_the_console_shows_no_tensorflow_or_tfds_lines(tmp_path):
+    """Loading (and preparing) data prints one progress bar and nothing from TF or absl."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    script = (
+        "from jaxopt_lab.training.data import load_dataset\n"
+        f"load_dataset('mnist', data_dir={str(tmp_path / 'tfds')!r}, download=False, "
+        "progress=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for noise in ("oneDNN", "absl", "tensorflow", "Downloading and preparing", "Generating"):
+        assert noise not in output
+    assert result.stdout == ""
+    bars = {line.split(":")[0] for line in result.stderr.replace("\r", "\n").splitlines() if line}
+    assert bars == {"data mnist"}

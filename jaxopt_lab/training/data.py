@@ -5,8 +5,10 @@
 TFDS reads the dataset's original files (for MNIST the four ``.gz`` files) from its
 *manual directory* and checks them against the checksums it has registered. The manual
 directory is, in order: the ``manual_dir`` argument, the environment variable
-``MNIST_DIR`` (MNIST only: Fashion-MNIST and KMNIST ship files of the same names), or
-TFDS's default ``<data_dir>/downloads/manual``.
+``MNIST_DIR`` (MNIST only: Fashion-MNIST and KMNIST ship files of the same names),
+``$JAXOPT_LAB_DATA/<name>`` (one folder per dataset under one root, such as
+``../shared/data/{mnist,fashion_mnist}``), or TFDS's default
+``<data_dir>/downloads/manual``.
 
 Each dataset extracts its archives into its own folder,
 ``<data_dir>/downloads/extracted/<name>-<version>``: TFDS's shared default names an
@@ -43,6 +45,8 @@ SUPPORTED_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
 IMAGE_SHAPE: tuple[int, int, int] = (28, 28, 1)
 # Training-split sizes, known before any preparation, so a batch size can be checked
 # before the data are loaded.
+# A root folder with one folder of original files per dataset (``<root>/<name>``).
+DATA_ROOT_VARIABLE = "JAXOPT_LAB_DATA"
 TRAIN_SIZES: dict[str, int] = {"mnist": 60_000, "fashion_mnist": 60_000, "kmnist": 60_000}
 
 
@@ -176,6 +180,8 @@ def _manual_dir(name: str, builder, manual_dir: str | None) -> Path:
         return Path(manual_dir).expanduser()
     if name == "mnist" and os.environ.get("MNIST_DIR"):
         return Path(os.environ["MNIST_DIR"]).expanduser()
+    if os.environ.get(DATA_ROOT_VARIABLE):
+        return Path(os.environ[DATA_ROOT_VARIABLE]).expanduser() / name
     return Path(builder.data_dir_root) / "downloads" / "manual"
 
 
@@ -213,7 +219,7 @@ def _prepare(builder, manual_dir: Path, download: bool) -> None:
             builder.download_and_prepare(download_config=config)
     except NonMatchingChecksumError as error:
         raise DatasetError(
-            f"checksum mismatch while preparing {builder.name}: {error}\n"
+            f"checksum mismatch while preparing {builder.name}: {error} "
             f"A file in {manual_dir} is corrupt or truncated; replace it with the original "
             f"download ({', '.join(expected)})."
         ) from None
@@ -221,7 +227,7 @@ def _prepare(builder, manual_dir: Path, download: bool) -> None:
         if not missing:  # nothing to download: a file system error, reported as such
             raise DatasetError(f"cannot prepare {builder.name} in {data_dir}: {error}") from None
         raise DatasetError(
-            f"{_missing_message(builder.name, manual_dir, missing, expected)}\n"
+            f"{_missing_message(builder.name, manual_dir, missing, expected)} "
             f"(download failed: {error})"
         ) from None
 
@@ -238,10 +244,10 @@ def _missing_message(name: str, manual_dir: Path, missing: list[str], expected: 
     return (
         f"cannot prepare TFDS dataset {name!r} offline: {len(missing)} of its files are "
         f"missing from the manual directory {manual_dir}: "
-        f"{', '.join(missing)}.\n"
+        f"{', '.join(missing)}. "
         f"Put the original files ({', '.join(expected)}) in that directory, or point "
-        "--manual-dir (or the environment variable MNIST_DIR, for mnist) at a directory "
-        "that holds them."
+        f"--manual-dir (or MNIST_DIR for mnist, or {DATA_ROOT_VARIABLE} for a folder of "
+        "one folder per dataset) at a directory that holds them."
     )
 
 
