@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MNIST_DIR", str((REPO / ".." / "shared" / "data" / "mnist").resolve()))
 os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".tfds"))
 # One folder of original files per dataset (mnist, fashion_mnist).
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
-os.environ.setdefault("JAXOPT_LAB_DATA", str(SHARED_DATA))
+os.environ.setdefault("JAXOPT_LAB_DATA", str((REPO / ".." / "shared" / "data").resolve()))
+SHARED_DATA = Path(os.environ["JAXOPT_LAB_DATA"])
 
 
 @pytest.fixture(scope="session")

@@ -108,3 +108,29 @@ def test_training_throughput_counts_whole_batches_of_real_mnist(mnist):
     assert record["batch_size"] == 300 and record["samples_per_epoch"] == 1_800  # 6 batches
     assert record["samples_per_s"] == pytest.approx(1_800 / record["epoch"]["median_s"])
     assert record["compile_s"] > 0 and math.isfinite(record["samples_per_s"])
+
+
+def test_bench_saves_each_section_before_a_later_one_fails(tmp_path, monkeypatch, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from jaxopt_lab.cli import main
+    from jaxopt_lab.training import data
+
+    class TrainingBroke(Exception):
+        pass
+
+    def broken(*args, **kwargs):
+        raise TrainingBroke
+
+    stand_in = SimpleNamespace(train_images=None, train_labels=None)
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: stand_in)
+    monkeypatch.setattr(bench, "training_throughput", broken)  # the second section fails
+    out = tmp_path / "bench.json"
+    args = ["bench", "--quick", "--sizes", "2e4", "--optimizers", "sgd", "--out", str(out)]
+    with pytest.raises(TrainingBroke):  # an internal failure keeps its traceback
+        main(args)
+    report = json.loads(out.read_text())
+    assert [r["optimizer"] for r in report["optimizers"]] == ["sgd"]
+    assert report["training"] == []
+    assert "sgd" in capsys.readouterr().out  # the finished table was printed too
