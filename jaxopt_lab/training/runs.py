@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import msgpack
 import numpy as np
 from flax import serialization
 
@@ -159,7 +160,7 @@ def _read_payload(path: Path) -> dict[str, Any]:
         payload = serialization.msgpack_restore(path.read_bytes())
     except OSError as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
-    except Exception as error:  # msgpack's errors for garbage share no base class
+    except (ValueError, TypeError, msgpack.UnpackException) as error:  # garbage bytes
         raise CheckpointError(
             f"checkpoint {path} is corrupt ({type(error).__name__}: {error}); {_START_AFRESH}"
         ) from None
