@@ -159,13 +159,16 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout rate in [0, 1)")
     parser.add_argument("--dataset", default="mnist", choices=SUPPORTED_DATASETS, help="dataset")
     parser.add_argument(
-        "--data-dir", default=None, help="TFDS data directory (default: $TFDS_DATA_DIR)"
+        "--data-dir",
+        default=None,
+        help="TFDS data directory; None: $TFDS_DATA_DIR, else TFDS's default",
     )
     parser.add_argument(
         "--manual-dir",
         default=None,
-        help="directory with the original .gz files, for an offline preparation "
-        "(default: $MNIST_DIR for mnist, else <data-dir>/downloads/manual)",
+        help="directory with the original .gz files, for an offline preparation; None: "
+        "$MNIST_DIR for mnist, else $JAXOPT_LAB_DATA/<dataset>, else "
+        "<data-dir>/downloads/manual",
     )
     parser.add_argument("--out", default="runs/train", help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
@@ -380,20 +383,20 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         nargs="+",
         default=None,
-        help="parameter counts, e.g. 1e5 1e7 (default: 1e5..1e8, --quick 1e5 1e6)",
+        help="parameter counts, e.g. 1e5 1e7; None: 1e5 1e6 1e7 1e8 (--quick: 1e5 1e6)",
     )
     parser.add_argument(
-        "--optimizers", nargs="+", default=None, choices=BENCHMARKED, help="default: all"
+        "--optimizers", nargs="+", default=None, choices=BENCHMARKED, help="optimizers; None: all"
     )
     parser.add_argument(
         "--batch-sizes",
         type=int,
         nargs="+",
         default=None,
-        help="training batch sizes (default: 32..4096, --quick 128 1024)",
+        help="training batch sizes; None: 32 128 512 1024 4096 (--quick: 128 1024)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=None, help="timed calls per round (default 10, --quick 3)"
+        "--repeats", type=int, default=None, help="timed calls per round; None: 10 (--quick: 3)"
     )
     parser.add_argument(
         "--skip-training", action="store_true", help="optimizer steps only (no MNIST)"
@@ -482,7 +485,7 @@ def _add_minimize(subparsers: argparse._SubParsersAction) -> None:
         "--learning-rate",
         type=float,
         default=None,
-        help="first-order methods only (default: the method's, 1e-3)",
+        help="first-order methods only; None: the method's own, 1e-3",
     )
     parser.add_argument("--x64", action="store_true", help="solve in float64")
     parser.set_defaults(func=_run_minimize)

@@ -58,7 +58,10 @@ def run_main(argv: list[str]) -> int:
 
 # (id, argv with {run} for the existing run folder and {file} for a plain file, flag
 # the message must name)
-TRAIN = ["train", *RUN_ARGS, "--epochs", "1", "--out", "{run}", "--resume"]
+# Without --resume: a value check must fire before the "folder holds a run" refusal,
+# whose message names none of the value flags.
+TRAIN = ["train", *RUN_ARGS, "--epochs", "1", "--out", "{run}"]
+RESUME = [*TRAIN, "--resume"]
 CASES = [
     ("lr-inf", [*TRAIN, "--learning-rate", "inf"], "--learning-rate"),
     ("lr-nan", [*TRAIN, "--learning-rate", "nan"], "--learning-rate"),
@@ -81,15 +84,15 @@ CASES = [
     ("data-dir-is-file", [*TRAIN, "--data-dir", "{file}"], "--data-dir"),
     ("manual-dir-missing", [*TRAIN, "--manual-dir", "{file}.missing"], "--manual-dir"),
     ("run-exists", ["train", *RUN_ARGS, "--out", "{run}"], "--resume"),
-    ("resume-and-overwrite", [*TRAIN, "--overwrite"], "--overwrite"),
+    ("resume-and-overwrite", [*RESUME, "--overwrite"], "--overwrite"),
     ("allow-change-alone", ["train", "--allow-config-change", "--out", "{file}.new"], "--resume"),
     ("resume-nothing", ["train", "--resume", "--out", "{file}.new"], "--resume"),
-    ("resume-changed-lr", [*TRAIN, "--learning-rate", "0.01"], "--learning-rate"),
-    ("resume-changed-batch", [*TRAIN, "--batch-size", "64"], "--batch-size"),
-    ("resume-changed-seed", [*TRAIN, "--seed", "1"], "--seed"),
-    ("resume-changed-optimizer", [*TRAIN, "--optimizer", "sgd"], "--optimizer"),
-    ("resume-changed-model", [*TRAIN, "--hidden-sizes", "64"], "--hidden-sizes"),
-    ("resume-changed-dataset", [*TRAIN, "--dataset", "fashion_mnist"], "--dataset"),
+    ("resume-changed-lr", [*RESUME, "--learning-rate", "0.01"], "--learning-rate"),
+    ("resume-changed-batch", [*RESUME, "--batch-size", "64"], "--batch-size"),
+    ("resume-changed-seed", [*RESUME, "--seed", "1"], "--seed"),
+    ("resume-changed-optimizer", [*RESUME, "--optimizer", "sgd"], "--optimizer"),
+    ("resume-changed-model", [*RESUME, "--hidden-sizes", "64"], "--hidden-sizes"),
+    ("resume-changed-dataset", [*RESUME, "--dataset", "fashion_mnist"], "--dataset"),
     ("bench-sizes-inf", ["bench", "--sizes", "inf", "--out", "{run}/b.json"], "--sizes"),
     ("bench-sizes-small", ["bench", "--sizes", "10", "--out", "{run}/b.json"], "--sizes"),
     ("bench-sizes-fraction", ["bench", "--sizes", "1000.5", "--out", "{run}/b.json"], "--sizes"),
