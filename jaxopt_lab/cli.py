@@ -301,7 +301,9 @@ def _run_train(args: argparse.Namespace) -> int:
         if run.checkpoint_path.exists():
             from jaxopt_lab.training.runs import read_summary
 
-            kept = f"epoch {read_summary(run.checkpoint_path).epoch} is kept in {run.path}"
+            summary = read_summary(run.checkpoint_path)
+            run.write_history(summary.history)  # in case Ctrl-C came between the two writes
+            kept = f"epoch {summary.epoch} is kept in {run.path}"
             hint = f"continue with: {_resume_command(args, args.argv)}"
         else:
             kept, hint = "no epoch had finished, nothing was kept", "run the command again"

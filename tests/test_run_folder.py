@@ -243,3 +243,34 @@ def test_a_diverging_run_exits_non_zero_and_keeps_the_last_good_checkpoint(tmp_p
     assert "last good checkpoint (epoch 1)" in err and "Traceback" not in err
     assert (out / CHECKPOINT_FILE).read_bytes() == good
     assert [row["epoch"] for row in history_rows(out)] == ["1"]
+
+
+@pytest.mark.slow
+def test_a_real_sigint_keeps_the_last_epoch(tmp_path):
+    """Ctrl-C as a user sends it: SIGINT to the process once the first epoch is saved."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "jaxopt_lab.cli", "train", "--batch-size", "4096"]
+    command += ["--epochs", "200"]  # far more than run before the signal
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(
+        [*command, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.monotonic() + 300
+    while not (out / CHECKPOINT_FILE).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    last_line = err.decode().replace("\r", "\n").strip().splitlines()[-1]
+    assert process.returncode == cli.EXIT_INTERRUPTED
+    epoch = runs.read_summary(out / CHECKPOINT_FILE).epoch
+    assert 1 <= epoch < 200
+    assert last_line.startswith(f"jaxopt-lab train: interrupted; epoch {epoch} is kept in {out}")
+    assert last_line.endswith("--resume")
+    assert [int(row["epoch"]) for row in history_rows(out)] == list(range(1, epoch + 1))

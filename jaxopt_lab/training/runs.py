@@ -190,15 +190,16 @@ class CheckpointSummary:
 
     epoch: int
     config: dict[str, Any]
+    history: History
 
 
 def read_summary(path: Path) -> CheckpointSummary:
-    """The epoch and configuration saved in the checkpoint at ``path``.
+    """The epoch, configuration and history saved in the checkpoint at ``path``.
 
     Raises :class:`CheckpointError` naming the file when it cannot be read.
     """
     payload = _read_payload(path)
-    return CheckpointSummary(payload["epoch"], payload["config"])
+    return CheckpointSummary(payload["epoch"], payload["config"], payload["history"])
 
 
 def run_config(
