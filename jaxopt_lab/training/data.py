@@ -115,21 +115,21 @@ def load_dataset(
     if name not in SUPPORTED_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SUPPORTED_DATASETS)}")
     tfds = _quiet_tfds()
-    bar = tqdm(total=3, desc=f"data {name}", unit="phase", disable=not progress)
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        bar.set_postfix_str("preparing")
-        _prepare(builder, _manual_dir(name, builder, manual_dir), download)
-    bar.update()
-    info = builder.info
-    if tuple(info.features["image"].shape) != IMAGE_SHAPE:
-        raise ValueError(f"{name} has images of shape {info.features['image'].shape}, not 28x28x1")
-    splits = {}
-    for split in ("train", "test"):
-        bar.set_postfix_str(f"reading {split}")
-        splits[split] = _read_split(builder, split)
+    with tqdm(total=3, desc=f"data {name}", unit="phase", disable=not progress) as bar:
+        builder = tfds.builder(name, data_dir=data_dir)
+        if not builder.is_prepared():
+            bar.set_postfix_str("preparing")
+            _prepare(builder, _manual_dir(name, builder, manual_dir), download)
         bar.update()
-    bar.close()
+        info = builder.info
+        if tuple(info.features["image"].shape) != IMAGE_SHAPE:
+            shape = info.features["image"].shape
+            raise ValueError(f"{name} has images of shape {shape}, not 28x28x1")
+        splits = {}
+        for split in ("train", "test"):
+            bar.set_postfix_str(f"reading {split}")
+            splits[split] = _read_split(builder, split)
+            bar.update()
     provenance = Provenance(
         name=name,
         version=str(builder.version),
