@@ -6,6 +6,8 @@ OUT ?= runs/report
 
 # Offline MNIST: TFDS reads the four original .gz files from this manual directory.
 export MNIST_DIR ?= $(abspath ../shared/data/mnist)
+# One folder of original files per dataset (mnist, fashion_mnist); each prepares from its own.
+export JAXOPT_LAB_DATA ?= $(abspath ../shared/data)
 # Where TFDS keeps prepared datasets (kept out of git, reused between runs).
 export TFDS_DATA_DIR ?= $(CURDIR)/.tfds
 
@@ -35,7 +37,7 @@ lint: $(BIN)/.installed ## ruff check and the import-layer contracts (lint-impor
 	$(BIN)/lint-imports
 
 train: $(BIN)/.installed ## the seed job: 784-128-10 MLP, Adam, 5 epochs, batch 32
-	$(BIN)/jaxopt-lab train --optimizer adam --learning-rate 1e-3 --epochs 5 --batch-size 32 --seed 0 --out runs/seed
+	$(BIN)/jaxopt-lab train --optimizer adam --learning-rate 1e-3 --epochs 5 --batch-size 32 --seed 0 --out runs/seed --overwrite
 
 bench: $(BIN)/.installed ## optimizer steps 1e5..1e8 params vs optax + MNIST throughput -> runs/bench/
 	$(BIN)/jaxopt-lab bench --out runs/bench/bench.json

@@ -187,6 +187,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "--mixed-precision", action="store_true", help="bfloat16 compute, float32 parameters"
     )
     parser.set_defaults(func=_run_train)
+    _add_compilation_cache_options(parser)
 
 
 def _train_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -404,6 +405,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         "--skip-training", action="store_true", help="optimizer steps only (no MNIST)"
     )
     parser.set_defaults(func=_run_bench)
+    _add_compilation_cache_options(parser)
 
 
 def _check_bench_args(args: argparse.Namespace) -> None:
@@ -491,6 +493,7 @@ def _add_minimize(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--x64", action="store_true", help="solve in float64")
     parser.set_defaults(func=_run_minimize)
+    _add_compilation_cache_options(parser)
 
 
 def _takes_learning_rate(method: str) -> bool:
@@ -578,6 +581,37 @@ def _run_minimize(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- entry point
 
 
+def _add_compilation_cache_options(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand keeps its compiled programs in JAX's persistent cache."""
+    group = parser.add_argument_group("compilation cache")
+    group.add_argument(
+        "--compilation-cache",
+        type=Path,
+        default=None,
+        help="folder of compiled programs reused by later runs "
+        "(default: $JAXOPT_LAB_COMPILATION_CACHE, else ~/.cache/jaxopt_lab/xla)",
+    )
+    group.add_argument(
+        "--no-compilation-cache",
+        action="store_true",
+        help="compile everything afresh and keep nothing (also JAXOPT_LAB_COMPILATION_CACHE=off)",
+    )
+
+
+def _use_compilation_cache(args: argparse.Namespace) -> None:
+    from jaxopt_lab.runtime import default_compilation_cache, enable_compilation_cache
+
+    if args.no_compilation_cache and args.compilation_cache is not None:
+        raise UsageError("--compilation-cache and --no-compilation-cache exclude each other")
+    folder = args.compilation_cache
+    if folder is None and not args.no_compilation_cache:
+        folder = default_compilation_cache()
+    if folder is None:
+        return
+    _check_writable_location("--compilation-cache", folder.expanduser(), folder=True)
+    enable_compilation_cache(folder)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="jaxopt-lab",
@@ -593,6 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    try:
+        _use_compilation_cache(args)
+    except UsageError as error:
+        return _error(args, error)
     return int(args.func(args) or 0)
 
 

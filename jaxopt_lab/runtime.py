@@ -82,11 +82,14 @@ def time_compile(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> float
     return compile_timed(jitted, *args, **kwargs)[1]
 
 
-def default_compilation_cache() -> Path:
-    """``$JAXOPT_LAB_COMPILATION_CACHE``, else ``$XDG_CACHE_HOME/jaxopt_lab/xla`` (default
-    ``~/.cache/jaxopt_lab/xla``)."""
-    if os.environ.get("JAXOPT_LAB_COMPILATION_CACHE"):
-        return Path(os.environ["JAXOPT_LAB_COMPILATION_CACHE"]).expanduser()
+def default_compilation_cache() -> Path | None:
+    """``$JAXOPT_LAB_COMPILATION_CACHE`` (None when it is ``off``), else
+    ``$XDG_CACHE_HOME/jaxopt_lab/xla`` (default ``~/.cache/jaxopt_lab/xla``)."""
+    chosen = os.environ.get("JAXOPT_LAB_COMPILATION_CACHE")
+    if chosen == "off":
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "jaxopt_lab" / "xla"
 
 

@@ -14,6 +14,10 @@ os.environ.setdefault("TFDS_DATA_DIR", str(REPO / ".tfds"))
 # One folder of original files per dataset (mnist, fashion_mnist).
 os.environ.setdefault("JAXOPT_LAB_DATA", str((REPO / ".." / "shared" / "data").resolve()))
 SHARED_DATA = Path(os.environ["JAXOPT_LAB_DATA"])
+# The CLI keeps compiled programs in a persistent cache by default; in-process CLI calls
+# would switch it on for the whole test session, so tests run without it unless a test
+# asks for it (tests/test_runtime.py does, in subprocesses).
+os.environ.setdefault("JAXOPT_LAB_COMPILATION_CACHE", "off")
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,7 @@ labels = np.argmax(images.reshape(2048, -1) @ rng.normal(size=(784, 10)), axis=1
 dataset = Dataset("synthetic", images[:1536], labels[:1536], images[1536:], labels[1536:], 10)
 model = MLP(rngs=nnx.Rngs(0))
 history = fit(model, make_optimizer("adam", 1e-3), dataset, epochs=2, batch_size=64,
-              data_parallel=True, progress=False)
+              data_parallel=True, progress=False, out_dir=sys.argv[2])
 np.savez(sys.argv[1], *[np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))])
 print(json.dumps({"processes": jax.process_count(), "devices": jax.device_count(),
                   "started": started, "loss": history.loss}))
@@ -132,7 +132,13 @@ def test_two_processes_train_to_the_parameters_of_one(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, str(tmp_path / f"process{rank}.npz")],
+            [
+                sys.executable,
+                "-c",
+                PROCESS_SCRIPT,
+                str(tmp_path / f"process{rank}.npz"),
+                str(tmp_path / "shared_run"),
+            ],
             env={
                 **env,
                 "JAX_COORDINATOR_ADDRESS": address,
@@ -146,7 +152,13 @@ def test_two_processes_train_to_the_parameters_of_one(tmp_path):
         for rank in (0, 1)
     ]
     single = subprocess.run(
-        [sys.executable, "-c", PROCESS_SCRIPT, str(tmp_path / "single.npz")],
+        [
+            sys.executable,
+            "-c",
+            PROCESS_SCRIPT,
+            str(tmp_path / "single.npz"),
+            str(tmp_path / "single_run"),
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -167,6 +179,10 @@ def test_two_processes_train_to_the_parameters_of_one(tmp_path):
         # the gradient sum is split over 4 devices instead of 2: float32 rounding only
         np.testing.assert_allclose(first[key], alone[key], rtol=1e-4, atol=2e-5)
     assert reports[0]["loss"][1] < reports[0]["loss"][0]  # it trained
+    # one run folder, written by process 0 alone, as complete as the single process's
+    shared, single_run = tmp_path / "shared_run", tmp_path / "single_run"
+    assert sorted(p.name for p in shared.iterdir()) == sorted(p.name for p in single_run.iterdir())
+    assert json.loads((shared / "metrics.json").read_text())["epochs"] == 2
 
 
 def test_mesh_spans_all_devices_on_the_data_axis():

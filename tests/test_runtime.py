@@ -52,6 +52,28 @@ def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert runtime.default_compilation_cache() == tmp_path / "jaxopt_lab" / "xla"
     monkeypatch.setenv("JAXOPT_LAB_COMPILATION_CACHE", str(tmp_path / "elsewhere"))
     assert runtime.default_compilation_cache() == tmp_path / "elsewhere"
+    monkeypatch.setenv("JAXOPT_LAB_COMPILATION_CACHE", "off")
+    assert runtime.default_compilation_cache() is None
+
+
+def test_the_cli_fills_the_cache_folder_it_is_given(tmp_path):
+    import os
+
+    def minimize(*flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "jaxopt_lab.cli", "minimize", "--problem", "beale"]
+        return subprocess.run(
+            [*command, *flags], capture_output=True, text=True, timeout=120, env=env
+        )
+
+    cache = tmp_path / "cache"
+    assert minimize("--compilation-cache", str(cache)).returncode == 0
+    assert any(cache.iterdir())
+    unused = tmp_path / "unused"
+    environment = {**os.environ, "JAXOPT_LAB_COMPILATION_CACHE": str(unused)}
+    assert minimize("--no-compilation-cache", env=environment).returncode == 0
+    assert not unused.exists()
+    both = minimize("--no-compilation-cache", "--compilation-cache", str(cache))
+    assert both.returncode == 1 and "exclude each other" in both.stderr
 
 
 def test_summarise_rejects_no_times():

@@ -243,10 +243,15 @@ def load_checkpoint(path: Path, like: TrainState) -> Checkpoint:
 
 
 class RunFolder:
-    """The output folder of one training run."""
+    """The output folder of one training run.
+
+    In a multi-process run every process holds the same state, and only process 0 writes
+    (``writes``); the others read the same folder when resuming.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.writes = jax.process_index() == 0
 
     @property
     def checkpoint_path(self) -> Path:
@@ -258,6 +263,8 @@ class RunFolder:
 
     def clear(self) -> None:
         """Remove the files of a previous run (only those; other files are left alone)."""
+        if not self.writes:
+            return
         for name in RUN_FILES:
             (self.path / name).unlink(missing_ok=True)
 
@@ -269,12 +276,16 @@ class RunFolder:
 
     def save(self, checkpoint: Checkpoint) -> None:
         """The checkpoint first, then ``history.csv`` derived from it."""
+        if not self.writes:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.checkpoint_path, checkpoint)
         self.write_history(checkpoint.history)
 
     def write_history(self, history: History) -> None:
         """``history.csv``, derived from the checkpoint's history."""
+        if not self.writes:
+            return
         write_atomic(self.path / HISTORY_FILE, history.to_csv().encode())
 
     def finish(
@@ -286,6 +297,8 @@ class RunFolder:
         labels: np.ndarray,
     ) -> None:
         """``history.csv``, ``metrics.json``, the learning curves and the grid of predictions."""
+        if not self.writes:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         self.write_history(history)
         write_atomic(self.path / METRICS_FILE, (json.dumps(metrics, indent=2) + "\n").encode())
