@@ -40,6 +40,12 @@ from jaxopt_lab.optim.first_order import (
     scale_by_stddev,
     sgd,
 )
+from jaxopt_lab.optim.implicit import (
+    CGResult,
+    conjugate_gradient,
+    free_coordinates,
+    implicit_minimum,
+)
 from jaxopt_lab.optim.lbfgs import (
     LbfgsInfo,
     ScaleByLbfgsState,
@@ -62,6 +68,10 @@ from jaxopt_lab.optim.solvers import METHODS, OptimizeResult, Status, minimize
 
 __all__ = [
     "METHODS",
+    "CGResult",
+    "conjugate_gradient",
+    "free_coordinates",
+    "implicit_minimum",
     "LbfgsInfo",
     "LineSearchResult",
     "LineSearchState",

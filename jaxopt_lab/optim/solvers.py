@@ -51,6 +51,7 @@ from jaxopt_lab.optim.base import (
     check_positive_int,
     tree_l2_norm,
 )
+from jaxopt_lab.optim.implicit import implicit_minimum
 from jaxopt_lab.optim.lbfgs import lbfgs
 from jaxopt_lab.optim.linesearch import linesearch_state, scale_by_zoom_linesearch
 from jaxopt_lab.optim.newton import newton
@@ -265,4 +266,10 @@ def minimize(
         ) from None
     # A Partial is a pytree: its bound arguments are traced, its function is static.
     objective = fun if isinstance(fun, Partial) else Partial(fun)
-    return _jitted_solve(objective, x0, tol, method=method, maxiter=maxiter, options=frozen)
+    # The loop runs on constants; the result is differentiable in the objective's leaves
+    # by the implicit function theorem at the solution (implicit.py), x0 gets no gradient.
+    result = _jitted_solve(
+        *jax.lax.stop_gradient((objective, x0, tol)), method=method, maxiter=maxiter, options=frozen
+    )
+    x, value = implicit_minimum(objective, result.x, result.fun)
+    return result._replace(x=x, fun=value)
