@@ -63,6 +63,7 @@ GROW, SHRINK = 1.5, 0.5  # bold-driver factors after a decrease / an increase
 NUM_CLASSES = 10  # MNIST digits
 FD_STEP = 1e-3  # central finite difference step in s (decades) for the check
 MATCH = 1e-4  # |difference| <= MATCH x the grid's loss counts as a match, not a win
+PROGRAM_SIZE_ITERATIONS = (10, 100, 1000)  # budgets at which the hypergradient is compiled
 CHECK_TOL = 1e-9  # inner tolerance of the check's solves, so that solver error is below FD's
 
 
@@ -120,6 +121,17 @@ class NnlsResults:
 
 
 @dataclass(frozen=True)
+class ProgramSize:
+    """The compiled hypergradient program at one iteration budget: its traced equations
+    and XLA's scratch memory (``memory_analysis().temp_size_in_bytes``), compiled, not run."""
+
+    kind: str  # "implicit" (jax.grad through minimize) or "unrolled" (lax.scan of GD steps)
+    iterations: int  # minimize's maxiter, or the number of unrolled steps
+    equations: int
+    temp_bytes: int
+
+
+@dataclass(frozen=True)
 class HypergradientResults:
     """Everything :func:`report` needs; JSON-serialisable with :func:`dataclasses.asdict`."""
 
@@ -135,6 +147,7 @@ class HypergradientResults:
     # (hypergradient, finite difference) at the descent's best point, solves to CHECK_TOL
     fd_check: tuple[float, float]
     test_accuracy: dict[str, float]  # method -> test accuracy at its chosen penalty
+    program_sizes: list[ProgramSize]
     nnls: NnlsResults | None
 
     @property
@@ -257,6 +270,40 @@ def _descend(evaluate: Callable[..., Evaluation], budget: StudyBudget) -> list[E
     return path
 
 
+def _unrolled_validation_loss(log10_l2, data: _Data, x0, steps: int):
+    """The validation loss after ``steps`` gradient-descent steps (step 1) differentiated
+    by unrolling: the alternative the implicit rule replaces."""
+    fun = Partial(LOSS, data.train_x, data.train_y, 10.0**log10_l2)
+
+    def step(x, _):
+        return jax.tree.map(lambda p, g: p - g, x, jax.grad(fun)(x)), None
+
+    x, _ = jax.lax.scan(step, x0, length=steps)
+    return LOSS(data.val_x, data.val_y, 0.0, x)
+
+
+def _program_sizes(data: _Data, budget: StudyBudget) -> list[ProgramSize]:
+    """Equations and scratch memory of the compiled hypergradient, implicit against
+    unrolled, at growing iteration budgets (compiled only)."""
+    x0, s = _start(data), jnp.asarray(-3.0)
+
+    def implicit(log10_l2, data, count):
+        return _validation_loss(log10_l2, data, x0, budget.inner_tol, count)[0]
+
+    def unrolled(log10_l2, data, count):
+        return _unrolled_validation_loss(log10_l2, data, x0, count)
+
+    rows = []
+    for kind, loss in (("implicit", implicit), ("unrolled", unrolled)):
+        gradient = jax.grad(loss)
+        for count in PROGRAM_SIZE_ITERATIONS:
+            compiled = jax.jit(gradient, static_argnums=2).lower(s, data, count).compile()
+            jaxpr = jax.make_jaxpr(gradient, static_argnums=2)(s, data, count)
+            temp = compiled.memory_analysis().temp_size_in_bytes
+            rows.append(ProgramSize(kind, count, len(jaxpr.eqns), int(temp)))
+    return rows
+
+
 def _test_accuracy(log10_l2: float, data: _Data, budget: StudyBudget) -> float:
     x0 = _start(data)
     result = _solve(
@@ -360,6 +407,7 @@ def measure(budget: str, seed: int = 0) -> HypergradientResults:
             "grid search": _test_accuracy(grid_best.log10_l2, data, sizes),
             "hypergradient descent": _test_accuracy(chosen.log10_l2, data, sizes),
         }
+        program_sizes = _program_sizes(data, sizes)
         nnls = _nnls(sizes, seed)
     return HypergradientResults(
         budget=budget,
@@ -373,6 +421,7 @@ def measure(budget: str, seed: int = 0) -> HypergradientResults:
         reference=reference,
         fd_check=fd_check,
         test_accuracy=test_accuracy,
+        program_sizes=program_sizes,
         nnls=nnls,
     )
 
@@ -553,6 +602,20 @@ def report(results: HypergradientResults, out: Path) -> Section:
         "hypergradient_best_so_far.png",
         "Best validation loss after each inner solve, above the lowest found by either method "
         "(a point at the lowest is not drawn: zero has no logarithm).",
+    )
+    section.text(
+        "Memory of the hypergradient: the compiled `jax.grad` program (compiled, not run) "
+        "at growing iteration budgets. Through `minimize` the backward pass is one CG solve "
+        "at the solution, so neither the program nor its scratch memory depends on "
+        "`maxiter`; unrolling gradient-descent steps in a `lax.scan` keeps every step's "
+        "residuals for the backward pass."
+    )
+    section.table(
+        ["differentiation", "iterations", "jaxpr equations", "scratch memory (MB)"],
+        [
+            (row.kind, row.iterations, row.equations, row.temp_bytes / 1e6)
+            for row in results.program_sizes
+        ],
     )
     nnls = results.nnls
     if nnls is None:
