@@ -11,7 +11,7 @@ export JAXOPT_LAB_DATA ?= $(abspath ../shared/data)
 # Where TFDS keeps prepared datasets (kept out of git, reused between runs).
 export TFDS_DATA_DIR ?= $(CURDIR)/.tfds
 
-.PHONY: help install test test-quick lint train bench bench-optim bench-keras bench-lbfgs bench-sweep experiments experiments-quick experiments-medium clean
+.PHONY: help install test test-quick lint train bench bench-optim bench-keras bench-lbfgs bench-sweep experiments experiments-quick experiments-medium experiments-hypergradient clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,6 +62,9 @@ experiments-medium: $(BIN)/.installed ## the studies on a 10k-image subset (abou
 
 experiments-quick: $(BIN)/.installed ## the studies at small budgets (CI; about 4 min on 2 CPU cores) -> $(OUT)
 	$(BIN)/python -m experiments --budget quick --out $(OUT)
+
+experiments-hypergradient: $(BIN)/.installed ## L2 penalty of MNIST logistic regression by hypergradients vs grid search; NNLS with bounds -> runs/hypergradient
+	$(BIN)/python -m experiments.hypergradient --budget quick --out runs/hypergradient
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -72,6 +72,7 @@ class Budget:
     deep: DeepBudget
     quadratics: QuadraticBudget
     timing_repeats: int
+    hypergradient: str  # the tier of experiments.hypergradient.BUDGETS
 
 
 QUICK = Budget(
@@ -97,6 +98,7 @@ QUICK = Budget(
     deep=DeepBudget(layers=20, width=32, steps=150),
     quadratics=QuadraticBudget(condition_numbers=(1e1, 1e2, 1e3), dim=50, maxiter=3000),
     timing_repeats=5,
+    hypergradient="quick",
 )
 
 FULL = Budget(
@@ -122,6 +124,7 @@ FULL = Budget(
     deep=DeepBudget(layers=20, width=64, steps=1000),
     quadratics=QuadraticBudget(condition_numbers=(1e1, 1e2, 1e3, 1e4, 1e5), dim=100, maxiter=50000),
     timing_repeats=20,
+    hypergradient="medium",
 )
 
 # between the two: a 10k-image training subset, half the full steps, three optimizers
@@ -148,6 +151,7 @@ MEDIUM = replace(
     deep=replace(FULL.deep, steps=400),
     quadratics=replace(FULL.quadratics, condition_numbers=(1e1, 1e2, 1e3, 1e4), maxiter=20000),
     timing_repeats=10,
+    hypergradient="medium",
 )
 
 # the smallest budget that exercises every code path (the test suite runs it)
@@ -171,6 +175,7 @@ SMOKE = replace(
     deep=replace(QUICK.deep, width=16, steps=20),
     quadratics=QuadraticBudget(condition_numbers=(1e1, 1e2), dim=20, maxiter=500),
     timing_repeats=2,
+    hypergradient="smoke",
 )
 
 BUDGETS = {"smoke": SMOKE, "quick": QUICK, "medium": MEDIUM, "full": FULL}

@@ -534,7 +534,7 @@ def _median(values: Sequence[float]) -> float:
 def report(results: HypergradientResults, out: Path) -> Section:
     """The study's section of REPORT.md; writes its figures into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    section = Section("Hyperparameter learning by hypergradients")
+    section = Section("7. Hyperparameter learning by hypergradients")
     grid, descent = results.grid_best, results.descent_best
     low, high = results.log10_range
     difference = grid.val_loss - descent.val_loss

@@ -21,6 +21,7 @@ from experiments import (
     convergence,
     deep,
     efficiency,
+    hypergradient,
     landscapes,
     robustness,
     second_order,
@@ -39,6 +40,7 @@ STUDIES = (
     "efficiency",
     "deep",
     "second_order",
+    "hypergradient",
     "summary",
 )
 # a study and the studies whose results it takes as arguments
@@ -89,6 +91,9 @@ def run_all(budget: Budget, out: Path, studies: Sequence[str] | None = None) -> 
     if "second_order" in wanted:
         quadratics = timed("second_order", lambda: second_order.measure(budget.quadratics))
         sections.append(second_order.report(quadratics, out))
+    if "hypergradient" in wanted:
+        tuned = timed("hypergradient", lambda: hypergradient.measure(budget.hypergradient))
+        sections.append(hypergradient.report(tuned, out))
     if "summary" in wanted:
         problems = {
             **convergence.profile_problems(converged),

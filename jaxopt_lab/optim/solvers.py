@@ -23,6 +23,13 @@ precision), or a non-finite value or gradient. In the last case the result is th
 iterate whose value and gradient were finite, never the broken one. ``fevals`` counts
 calls of the objective's value-and-gradient (Newton's Hessians are not counted).
 
+Differentiation: ``jax.grad``, ``jax.jacrev`` and ``vmap`` of any function of ``result.x``
+or ``result.fun`` with respect to the leaves of a ``Partial`` objective use the implicit
+function theorem at the solution (:func:`~jaxopt_lab.optim.implicit.implicit_minimum`: one
+conjugate-gradient solve with Hessian-vector products), never the unrolled iterations, so
+memory does not grow with ``maxiter``; ``x0`` and ``tol`` get zero cotangents. Forward mode
+(``jax.jvp``, ``jax.jacfwd``) is not supported.
+
 The compiled solver is cached on ``(fun, method, maxiter, options)``: calling ``minimize``
 again with the same ``fun`` object and a new ``x0`` of the same shape reuses it. ``tol``
 and ``x0`` are traced, so ``minimize`` also works under ``jax.jit`` and ``jax.vmap`` over
