@@ -17,7 +17,21 @@ r"""``minimize``: a full-batch solver whose whole run is one jitted ``lax.while_
   (:class:`~jaxopt_lab.optim.linesearch.LineSearchState`) the accepted point's value and
   gradient are reused; otherwise the objective is evaluated once per iteration.
 
-The loop stops with a :class:`Status`: converged (:math:`\|\nabla f(x)\|_2 \le` ``tol``),
+With ``bounds=(lower, upper)`` the solve stays in the box :math:`l \le x \le u` and the
+method must honour it:
+
+- ``"lbfgs"`` runs :func:`~jaxopt_lab.optim.lbfgsb.lbfgsb` (L-BFGS-B, options
+  ``memory_size``, ``linesearch_steps``, ``c1``);
+- ``"projected_gd"`` (bounds only) is projected gradient descent
+  :math:`x_{k+1} = P(x_k - \eta \nabla f(x_k))` (option ``learning_rate``, default
+  ``1e-3``).
+
+Every iterate is projected onto the box (against rounding), so the objective is never
+evaluated outside it; convergence and ``grad_norm`` then use the projected gradient
+:math:`P(x - \nabla f(x)) - x` in the max-norm.
+
+The loop stops with a :class:`Status`: converged (:math:`\|\nabla f(x)\|_2 \le` ``tol``,
+or the projected gradient's max-norm with bounds),
 the iteration budget spent, a failed line search (no decrease possible at this
 precision), or a non-finite value or gradient. In the last case the result is the last
 iterate whose value and gradient were finite, never the broken one. ``fevals`` counts
@@ -42,6 +56,7 @@ then keyed on the wrapped function and the arguments' shapes.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -54,14 +69,17 @@ from jax.tree_util import Partial
 from jaxopt_lab.optim.base import (
     PyTree,
     apply_updates,
+    chain,
     check_non_negative,
     check_positive_int,
     tree_l2_norm,
 )
 from jaxopt_lab.optim.implicit import implicit_minimum
 from jaxopt_lab.optim.lbfgs import lbfgs
+from jaxopt_lab.optim.lbfgsb import lbfgsb, projected_gradient
 from jaxopt_lab.optim.linesearch import linesearch_state, scale_by_zoom_linesearch
 from jaxopt_lab.optim.newton import newton
+from jaxopt_lab.optim.projection import project, projection_box
 from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer, optimizer_options
 
 
@@ -75,7 +93,7 @@ class Status(enum.IntEnum):
 
 
 MESSAGES: dict[Status, str] = {
-    Status.CONVERGED: "converged: the gradient norm reached the tolerance",
+    Status.CONVERGED: "converged: the gradient norm (projected, with bounds) reached the tolerance",
     Status.MAX_ITERATIONS: "stopped: the iteration budget (maxiter) was spent",
     Status.LINESEARCH_FAILED: (
         "stopped: the line search found no decrease (the objective no longer changes at "
@@ -135,10 +153,25 @@ METHOD_BUILDERS: dict[str, Callable[..., optax.GradientTransformation]] = {
 METHODS: tuple[str, ...] = tuple(METHOD_BUILDERS)
 
 
-def _check_options(method: str, options: dict[str, Any]) -> None:
+def _projected_gd(lower: PyTree, upper: PyTree, learning_rate: float = 1e-3):
+    projection = functools.partial(projection_box, lower=lower, upper=upper)
+    return chain(make_optimizer("sgd", learning_rate), project(projection))
+
+
+# method name -> builder of its transformation from the box and the method's options
+BOUNDED_BUILDERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "lbfgs": lbfgsb,
+    "projected_gd": _projected_gd,
+}
+BOUNDED_METHODS: tuple[str, ...] = tuple(BOUNDED_BUILDERS)
+
+
+def _check_options(method: str, options: dict[str, Any], bounded: bool) -> None:
     """Reject options the method does not take, naming them and the ones it does."""
-    builder = METHOD_BUILDERS[method]
+    builder = (BOUNDED_BUILDERS if bounded else METHOD_BUILDERS)[method]
     accepted = getattr(builder, "options", None) or tuple(inspect.signature(builder).parameters)
+    if bounded:
+        accepted = tuple(name for name in accepted if name not in ("lower", "upper"))
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         accepted = ", ".join(accepted)
@@ -163,8 +196,30 @@ def _finite(value: jax.Array, grad: PyTree) -> jax.Array:
     return jnp.isfinite(value) & jnp.all(jnp.stack(leaves))
 
 
-def _solve(fun, x0, tol, method, maxiter, options):
-    optimizer = method if isinstance(method, tuple) else METHOD_BUILDERS[method](**dict(options))
+def _max_abs(tree: PyTree) -> jax.Array:
+    return jnp.max(jnp.stack([jnp.max(jnp.abs(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def _solve(fun, x0, tol, bounds, method, maxiter, options):
+    if bounds is None:
+        builder = METHOD_BUILDERS[method] if isinstance(method, str) else None
+
+        def stationarity(x, grad):
+            return tree_l2_norm(grad)
+
+        def into_box(x):
+            return x
+    else:
+        lower, upper = bounds
+        builder = functools.partial(BOUNDED_BUILDERS[method], lower, upper)
+
+        def stationarity(x, grad):
+            return _max_abs(projected_gradient(x, grad, lower, upper))
+
+        def into_box(x):
+            return projection_box(x, lower, upper)
+
+    optimizer = method if builder is None else builder(**dict(options))
     optimizer = optax.with_extra_args_support(optimizer)
     value_and_grad = jax.value_and_grad(fun)
     value, grad = value_and_grad(x0)
@@ -179,7 +234,7 @@ def _solve(fun, x0, tol, method, maxiter, options):
         updates, opt_state = optimizer.update(
             it.grad, it.opt_state, it.x, value=it.value, grad=it.grad, value_fn=fun
         )
-        x = apply_updates(it.x, updates)
+        x = into_box(apply_updates(it.x, updates))
         if searches:
             before, search = linesearch_state(it.opt_state), linesearch_state(opt_state)
             value, grad, used = search.value, search.grad, search.fevals - before.fevals
@@ -196,14 +251,14 @@ def _solve(fun, x0, tol, method, maxiter, options):
         )
         iterations = it.iterations + 1
         status = jnp.select(
-            [~finite, tree_l2_norm(grad) <= tol, failed, iterations >= maxiter],
+            [~finite, stationarity(x, grad) <= tol, failed, iterations >= maxiter],
             [Status.NON_FINITE, Status.CONVERGED, Status.LINESEARCH_FAILED, Status.MAX_ITERATIONS],
             running,
         )
         return _Iterate(x, value, grad, opt_state, iterations, it.fevals + used, status)
 
     start_status = jnp.select(
-        [~_finite(value, grad), tree_l2_norm(grad) <= tol],
+        [~_finite(value, grad), stationarity(x0, grad) <= tol],
         [Status.NON_FINITE, Status.CONVERGED],
         running,
     )
@@ -211,7 +266,7 @@ def _solve(fun, x0, tol, method, maxiter, options):
         x0, value, grad, opt_state, jnp.zeros((), jnp.int32), jnp.ones((), jnp.int32), start_status
     )
     final = jax.lax.while_loop(keep_going, iterate, start)
-    grad_norm = tree_l2_norm(final.grad)
+    grad_norm = stationarity(final.x, final.grad)
     return OptimizeResult(
         x=final.x,
         fun=final.value,
@@ -226,27 +281,81 @@ def _solve(fun, x0, tol, method, maxiter, options):
 _jitted_solve = jax.jit(_solve, static_argnames=("method", "maxiter", "options"))
 
 
+def _check_bounds(bounds: Any, x0: PyTree) -> tuple[PyTree, PyTree]:
+    """``(lower, upper)`` as pytrees of arrays shaped and typed like ``x0``; raise
+    ``ValueError`` on a malformed pair, NaN, or ``lower > upper`` anywhere."""
+    if not isinstance(bounds, tuple | list) or len(bounds) != 2:
+        raise ValueError(f"bounds must be a pair (lower, upper), got {type(bounds).__name__}")
+    structure = jax.tree.structure(x0)
+    pair = []
+    for name, bound in zip(("lower", "upper"), bounds, strict=True):
+        if jax.tree.structure(bound) == jax.tree.structure(0.0):
+            bound = jax.tree.map(lambda _, b=bound: b, x0)
+        if jax.tree.structure(bound) != structure:
+            raise ValueError(
+                f"bounds: {name} must be a scalar or a pytree shaped like x0 "
+                f"({structure}), got {jax.tree.structure(bound)}"
+            )
+        try:
+            bound = jax.tree.map(
+                lambda b, x: jnp.broadcast_to(jnp.asarray(b, jnp.result_type(x)), jnp.shape(x)),
+                bound,
+                x0,
+            )
+        except ValueError as error:
+            raise ValueError(f"bounds: {name} does not match the shapes of x0: {error}") from None
+        pair.append(bound)
+    lower, upper = pair
+    for low, up in zip(jax.tree.leaves(lower), jax.tree.leaves(upper), strict=True):
+        if isinstance(low, jax.core.Tracer) or isinstance(up, jax.core.Tracer):
+            continue  # traced bounds (under jit or vmap) cannot be checked here
+        if bool(jnp.any(jnp.isnan(low) | jnp.isnan(up))):
+            raise ValueError("bounds: lower and upper must not be NaN")
+        if bool(jnp.any(low > up)):
+            raise ValueError("bounds: lower > upper for some element (an empty box)")
+    return lower, upper
+
+
 def minimize(
     fun: Callable[[PyTree], jax.Array],
     x0: PyTree,
     method: str | optax.GradientTransformation = "lbfgs",
     *,
+    bounds: tuple[PyTree | float, PyTree | float] | None = None,
     tol: float = 1e-5,
     maxiter: int = 1000,
     **options: Any,
 ) -> OptimizeResult:
-    r"""Minimise ``fun`` from ``x0`` (any pytree) until :math:`\|\nabla f\|_2 \le` ``tol``.
+    r"""Minimise ``fun`` from ``x0`` (any pytree) until :math:`\|\nabla f\|_2 \le` ``tol``,
+    or over the box ``bounds=(lower, upper)`` until the projected gradient
+    :math:`P(x - \nabla f(x)) - x` has max-norm :math:`\le` ``tol``.
 
     One jitted ``lax.while_loop`` runs the whole solve (see the module doc for the methods
-    and their ``options``, which must be hashable). Returns
-    ``OptimizeResult(x, fun, grad_norm, iterations, fevals, converged, status)``; its
-    ``message`` says why the solve stopped.
+    and their ``options``, which must be hashable). ``lower`` and ``upper`` are each a
+    pytree shaped like ``x0`` or a scalar, :math:`\pm\infty` leaving a side open; an
+    ``x0`` outside the box is projected onto it first. Returns
+    ``OptimizeResult(x, fun, grad_norm, iterations, fevals, converged, status)``
+    (``grad_norm`` is the projected gradient's max-norm with bounds, the gradient's 2-norm
+    without); its ``message`` says why the solve stopped.
     """
     if isinstance(method, str):
-        if method not in METHOD_BUILDERS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        _check_options(method, options)
+        known = (*METHODS, *(name for name in BOUNDED_METHODS if name not in METHOD_BUILDERS))
+        if method not in known:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(known)}")
+        if bounds is None and method not in METHOD_BUILDERS:
+            raise ValueError(f"method {method!r} needs bounds=(lower, upper)")
+        if bounds is not None and method not in BOUNDED_BUILDERS:
+            raise ValueError(
+                f"bounds were given but method {method!r} cannot honour them; with bounds "
+                f"use one of {', '.join(BOUNDED_METHODS)}"
+            )
+        _check_options(method, options, bounded=bounds is not None)
     elif isinstance(method, optax.GradientTransformation | optax.GradientTransformationExtraArgs):
+        if bounds is not None:
+            raise ValueError(
+                "bounds were given but method (a transformation) cannot honour them; with "
+                f"bounds use one of {', '.join(BOUNDED_METHODS)}"
+            )
         if options:
             raise ValueError(
                 f"options {sorted(options)} apply to named methods; configure the "
@@ -264,6 +373,9 @@ def minimize(
         raise ValueError("x0 must hold at least one array")
     if not all(jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves):
         raise ValueError("x0 must hold floating-point arrays (integers have no gradient)")
+    if bounds is not None:
+        bounds = _check_bounds(bounds, x0)
+        x0 = projection_box(x0, *bounds)
     frozen = tuple(sorted(options.items()))
     try:
         hash(frozen)
@@ -274,9 +386,13 @@ def minimize(
     # A Partial is a pytree: its bound arguments are traced, its function is static.
     objective = fun if isinstance(fun, Partial) else Partial(fun)
     # The loop runs on constants; the result is differentiable in the objective's leaves
-    # by the implicit function theorem at the solution (implicit.py), x0 gets no gradient.
+    # by the implicit function theorem at the solution (implicit.py), x0 gets no gradient;
+    # with bounds, the active coordinates get zero sensitivity.
     result = _jitted_solve(
-        *jax.lax.stop_gradient((objective, x0, tol)), method=method, maxiter=maxiter, options=frozen
+        *jax.lax.stop_gradient((objective, x0, tol, bounds)),
+        method=method,
+        maxiter=maxiter,
+        options=frozen,
     )
-    x, value = implicit_minimum(objective, result.x, result.fun)
+    x, value = implicit_minimum(objective, result.x, result.fun, bounds)
     return result._replace(x=x, fun=value)
