@@ -53,6 +53,7 @@ from jaxopt_lab.optim.lbfgs import (
     lbfgs_info,
     scale_by_lbfgs,
 )
+from jaxopt_lab.optim.lbfgsb import ScaleByLbfgsbState, lbfgsb, projected_gradient
 from jaxopt_lab.optim.linesearch import (
     LineSearchResult,
     LineSearchState,
@@ -63,6 +64,13 @@ from jaxopt_lab.optim.linesearch import (
     zoom_search,
 )
 from jaxopt_lab.optim.newton import newton, scale_by_newton
+from jaxopt_lab.optim.projection import (
+    project,
+    projection_box,
+    projection_l2_ball,
+    projection_non_negative,
+    projection_simplex,
+)
 from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer
 from jaxopt_lab.optim.solvers import METHODS, OptimizeResult, Status, minimize
 
@@ -121,4 +129,12 @@ __all__ = [
     "sgd",
     "tree_l2_norm",
     "tree_vdot",
+    "ScaleByLbfgsbState",
+    "lbfgsb",
+    "project",
+    "projected_gradient",
+    "projection_box",
+    "projection_l2_ball",
+    "projection_non_negative",
+    "projection_simplex",
 ]
