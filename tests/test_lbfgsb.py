@@ -337,3 +337,24 @@ def test_cauchy_point_and_subspace_step_match_a_dense_oracle(pairs, seed):
     else:
         np.testing.assert_allclose(target, np.clip(newton, lower, upper), atol=1e-9)
     assert (target - x) @ g < 0
+
+
+def test_concave_separable_quadratic_runs_to_the_best_vertex():
+    """f = sum_i (h_i x_i^2 / 2 + x_i) with h < 0 (DIAGNQB of CUTEst, n = 50): each term is
+    concave, so from x_i = 1 the descent runs to the bound the gradient h_i + 1 points at,
+    a local minimiser (KKT point); the curvature pairs all have s'y < 0, so only the line
+    search's growth of a step without positive curvature reaches the far bounds quickly."""
+    n = 50
+    h = jnp.arange(1, n + 1) ** 2 / n - n - 1 / n
+
+    def fun(x):
+        return jnp.sum(0.5 * h * x**2 + x)
+
+    lower, upper = -1e5, 1e6
+    expected = np.where(h + 1 < 0, upper, lower)
+    result = jl.minimize(fun, jnp.ones(n), "lbfgs", bounds=(lower, upper), tol=TOL)
+    assert result.converged, result.message
+    np.testing.assert_array_equal(result.x, expected)
+    reference = _scipy(fun, jnp.ones(n), lower, upper)
+    np.testing.assert_array_equal(reference.x, expected)
+    assert int(result.fevals) <= reference.nfev + 5, (int(result.fevals), reference.nfev)

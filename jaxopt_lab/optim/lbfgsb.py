@@ -30,12 +30,14 @@ The quasi-Newton matrix is kept in compact form. With the last :math:`m` accepte
    :math:`\bar x = P(x^c + \hat d)` is used when :math:`\bar x - x` is a descent
    direction (Morales and Nocedal 2011), otherwise :math:`x^c + \alpha^* \hat d` with the
    largest :math:`\alpha^* \le 1` that stays in the box, otherwise :math:`x^c` itself.
-3. **Line search** along :math:`d = \bar x - x` by backtracking (Armijo, or approximate
-   Wolfe once the decrease is below rounding) from :math:`t = 1`, or
-   :math:`t = \min(1, 1/\|d\|)` on the first iteration unless every variable has two
-   finite bounds, so every trial point lies on the segment from :math:`x` to
-   :math:`\bar x`, inside the box: the objective is never evaluated outside it (trial
-   points are also clipped to the box against rounding).
+3. **Line search** along :math:`d = \bar x - x` on :math:`[0, t_{\max}]`, where
+   :math:`t_{\max} \ge 1` is the longest step that stays in the box: from :math:`t = 1`
+   (:math:`\min(1, 1/\|d\|)` on the first iteration unless every variable has two
+   finite bounds, and :math:`t_{\max} = 1` on the first iteration of a constrained
+   problem, as in scipy) it shrinks a step without sufficient decrease and grows a
+   step along which no positive curvature shows, never past :math:`t_{\max}`. Every
+   trial point therefore lies in the box, and the objective is never evaluated outside
+   it (trial points are also clipped to the box against rounding).
 
 A pair is stored only when :math:`s^\top y > \epsilon\, y^\top y` (machine epsilon). When
 the line search fails with pairs in memory, the memory is cleared and the next iteration
@@ -206,54 +208,81 @@ class _Trial(NamedTuple):
     value: jax.Array
     grad: PyTree
     slope: jax.Array
+
+
+class _SearchCarry(NamedTuple):
+    trial: _Trial  # the last point evaluated
+    best: _Trial  # the best acceptable point so far (step 0: none yet)
+    shrinking: jax.Array
+    done: jax.Array
     fevals: jax.Array
 
 
 _ROUNDING_NOISE = 100  # in units of eps * |f(x)|
+_EXPANSION = 4.0
+_MAX_STEP = 1e10  # the cap on a step along a direction no bound stops
 
 
-def _backtrack(value_and_grad_fn, params, value, grad, direction, initial_step, c1, max_steps):
-    r"""Backtracking from ``initial_step``: accept :math:`t` when
-    :math:`\phi(t) \le \phi(0) + c_1 t \phi'(0)` (Armijo) or, once the decrease is below
-    rounding (:math:`\phi(t) \le \phi(0) + 100 \epsilon |\phi(0)|`), when
-    :math:`|\phi'(t)| \le 0.9 |\phi'(0)|` (approximate Wolfe, Hager and Zhang 2005), so
-    that the search does not stall near a solution; otherwise shrink :math:`t` to the
-    minimiser of the quadratic through :math:`\phi(0), \phi'(0), \phi(t)`, kept within
-    :math:`[0.1 t, 0.5 t]`. Only steps in :math:`(0, t_0]` are tried."""
+def _box_search(
+    value_and_grad_fn, params, value, grad, direction, initial_step, max_step, c1, max_steps
+):
+    r"""A line search on :math:`[0, t_{\max}]` (``max_step``, the longest step that stays in
+    the box), so no trial point leaves it.
+
+    A step is acceptable when :math:`\phi(t) \le \phi(0) + c_1 t \phi'(0)` (Armijo) or,
+    once the decrease is below rounding (:math:`\phi(t) \le \phi(0) + 100 \epsilon
+    |\phi(0)|`), when :math:`|\phi'(t)| \le 0.9 |\phi'(0)|` (approximate Wolfe, Hager and
+    Zhang 2005). From ``initial_step``: while the trials are acceptable and show no positive
+    curvature (:math:`\phi'(t) \le \phi'(0)`), the step grows by 4 up to :math:`t_{\max}`
+    (a concave or linear direction runs to the boundary, as scipy's More-Thuente search
+    with its maximal step does); an unacceptable first trial is shrunk to the minimiser of
+    the quadratic through :math:`\phi(0), \phi'(0), \phi(t)`, kept within
+    :math:`[0.1 t, 0.5 t]`. The best acceptable step wins; none is a failure (step 0)."""
     slope0 = tree_vdot(grad, direction)
     dtype = slope0.dtype
     value0 = jnp.asarray(value, dtype)
     noise = _ROUNDING_NOISE * jnp.finfo(dtype).eps * jnp.abs(value0)
+    origin = _Trial(jnp.zeros((), dtype), value0, grad, slope0)
 
-    def accepted(trial: _Trial) -> jax.Array:
-        armijo = trial.value <= value0 + c1 * trial.step * slope0
-        flat = (trial.value <= value0 + noise) & (jnp.abs(trial.slope) <= 0.9 * jnp.abs(slope0))
-        return (trial.fevals > 0) & jnp.isfinite(trial.value) & (armijo | flat)
-
-    def keep_going(trial: _Trial) -> jax.Array:
-        return (trial.fevals < max_steps) & ~accepted(trial) & (slope0 < 0)
-
-    def shrink(trial: _Trial) -> _Trial:
-        t = trial.step
-        curvature = trial.value - value0 - slope0 * t
-        shrunk = -slope0 * t**2 / (2 * curvature)
-        shrunk = jnp.where(jnp.isfinite(shrunk), shrunk, 0.5 * t)
-        step = jnp.where(trial.fevals == 0, t, jnp.clip(shrunk, 0.1 * t, 0.5 * t))
+    def evaluate(step: jax.Array) -> _Trial:
         new_value, new_grad = value_and_grad_fn(tree_add_scaled(params, step, direction))
         slope = tree_vdot(new_grad, direction).astype(dtype)
-        return _Trial(step, jnp.asarray(new_value, dtype), new_grad, slope, trial.fevals + 1)
+        return _Trial(step, jnp.asarray(new_value, dtype), new_grad, slope)
 
-    first = _Trial(jnp.asarray(initial_step, dtype), value0, grad, slope0, jnp.zeros((), jnp.int32))
-    final = jax.lax.while_loop(keep_going, shrink, first)
-    ok = accepted(final)
-    pick = functools.partial(jnp.where, ok)
-    return LineSearchResult(
-        step=pick(final.step, 0).astype(dtype),
-        value=pick(final.value, value0),
-        grad=jax.tree.map(pick, final.grad, grad),
-        fevals=final.fevals,
-        failed=~ok,
+    def keep_going(carry: _SearchCarry) -> jax.Array:
+        return ~carry.done & (carry.fevals < max_steps) & (slope0 < 0)
+
+    def search_step(carry: _SearchCarry) -> _SearchCarry:
+        last, best = carry.trial, carry.best
+        t = last.step
+        curvature = last.value - value0 - slope0 * t
+        shrunk = -slope0 * t**2 / (2 * curvature)
+        shrunk = jnp.clip(jnp.where(jnp.isfinite(shrunk), shrunk, 0.5 * t), 0.1 * t, 0.5 * t)
+        grown = jnp.minimum(_EXPANSION * best.step, max_step)
+        step = jnp.where(carry.fevals == 0, t, jnp.where(carry.shrinking, shrunk, grown))
+        trial = evaluate(step)
+        armijo = trial.value <= value0 + c1 * step * slope0
+        flat = (trial.value <= value0 + noise) & (jnp.abs(trial.slope) <= 0.9 * jnp.abs(slope0))
+        acceptable = jnp.isfinite(trial.value) & (armijo | flat)
+        improved = acceptable & ((best.step == 0) | (trial.value <= best.value))
+        steep = trial.slope <= slope0  # no positive curvature seen along d
+        can_grow = steep & (step < max_step) & ~carry.shrinking
+        done = jnp.where(improved, ~can_grow, best.step > 0)
+        return _SearchCarry(
+            trial=trial,
+            best=jax.tree.map(functools.partial(jnp.where, improved), trial, best),
+            shrinking=carry.shrinking | ~acceptable,
+            done=done,
+            fevals=carry.fevals + 1,
+        )
+
+    first = origin._replace(step=jnp.minimum(jnp.asarray(initial_step, dtype), max_step))
+    init = _SearchCarry(
+        first, origin, jnp.asarray(False), jnp.asarray(False), jnp.zeros((), jnp.int32)
     )
+    final = jax.lax.while_loop(keep_going, search_step, init)
+    best = final.best
+    return LineSearchResult(best.step, best.value, best.grad, final.fevals, best.step == 0)
 
 
 def lbfgsb(
@@ -264,8 +293,9 @@ def lbfgsb(
     c1: float = 1e-3,
 ) -> optax.GradientTransformationExtraArgs:
     r"""L-BFGS-B in the box ``[lower, upper]`` (module doc): :math:`x_{k+1} = x_k + t_k d_k`,
-    :math:`d_k = \bar x_k - x_k`, :math:`t_k` the Armijo step
-    (:math:`f(x_k + t d_k) \le f(x_k) + c_1 t \nabla f(x_k)^\top d_k`).
+    :math:`d_k = \bar x_k - x_k`, :math:`t_k \in (0, t_{\max}]` a step with sufficient
+    decrease (:math:`f(x_k + t d_k) \le f(x_k) + c_1 t \nabla f(x_k)^\top d_k`), grown while
+    the slope does not rise above :math:`\nabla f(x_k)^\top d_k` (no positive curvature).
 
     ``lower`` and ``upper`` are pytrees shaped like the parameters or scalars, with
     :math:`\pm\infty` for open sides; the parameters must lie in the box. ``update(g, state,
@@ -345,8 +375,23 @@ def lbfgsb(
             return value_and_grad(projection_box(z, unravel(low), unravel(up)))
 
         direction_tree = unravel(direction)
-        result = _backtrack(
-            inside, params, value, grad, direction_tree, initial_step, c1, linesearch_steps
+        # the longest step along d that stays in the box (>= 1, as x + d is in it); on the
+        # first iteration of a constrained problem the step is capped at 1, as in scipy
+        room = jnp.where(direction > 0, up - x, jnp.where(direction < 0, low - x, jnp.inf))
+        ratios = jnp.where(direction != 0, room / jnp.where(direction != 0, direction, 1), jnp.inf)
+        max_step = jnp.clip(jnp.min(ratios), 1, _MAX_STEP)
+        constrained = jnp.any(jnp.isfinite(low) | jnp.isfinite(up))
+        max_step = jnp.where((state.iterations == 0) & constrained, 1, max_step)
+        result = _box_search(
+            inside,
+            params,
+            value,
+            grad,
+            direction_tree,
+            initial_step,
+            max_step,
+            c1,
+            linesearch_steps,
         )
         # A failed search with pairs in memory restarts from an empty memory.
         reset = result.failed & (stored > 0)
