@@ -65,6 +65,11 @@ def _parse_args(argv):
         "--time-budget", type=float, default=20.0, help="seconds of timed solves per problem"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench/lbfgsb.json"))
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help="run nothing: print the table and draw the profiles of the rows already in --out",
+    )
     return parser.parse_args(argv)
 
 
@@ -310,6 +315,10 @@ def main(argv=None) -> int:
     unknown = set(solvers) - set(SOLVERS)
     if unknown:
         raise SystemExit(f"unknown solvers {sorted(unknown)}; choose from {', '.join(SOLVERS)}")
+    if args.from_json:
+        report = json.loads(args.out.read_text())
+        _finish(report["rows"], report["solvers"], report, args)
+        return 0
     problems = cutest.bounded(args.max_size)
     if args.problems:
         wanted = set(args.problems.split(","))
@@ -337,7 +346,14 @@ def main(argv=None) -> int:
             flush=True,
         )
         args.out.write_text(json.dumps({**config, "rows": rows}, indent=2))
+    _finish(rows, solvers, config, args)
+    return 0
+
+
+def _finish(rows, solvers, config, args) -> None:
+    """Write the summary into the JSON, print the table and draw the profiles."""
     summary = _summary(rows, solvers)
+    config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
     args.out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
     _print_table(rows, summary, solvers)
     names = list(dict.fromkeys(r["problem"] for r in rows))
@@ -350,7 +366,6 @@ def main(argv=None) -> int:
         panels, figure, title=f"bounded CUTEst (sif2jax, n <= {args.max_size}), float64"
     )
     print(f"wrote {args.out} and {figure}")
-    return 0
 
 
 if __name__ == "__main__":
