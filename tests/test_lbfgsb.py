@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import Partial
 
 import jaxopt_lab as jl
 from jaxopt_lab.optim.lbfgsb import (
@@ -358,3 +359,24 @@ def test_concave_separable_quadratic_runs_to_the_best_vertex():
     reference = _scipy(fun, jnp.ones(n), lower, upper)
     np.testing.assert_array_equal(reference.x, expected)
     assert int(result.fevals) <= reference.nfev + 5, (int(result.fevals), reference.nfev)
+
+
+def test_bounded_solution_is_differentiable_with_zero_sensitivity_on_active_bounds():
+    """x*(b) = argmin_{x >= 0} 1/2 x'Ax - b'x: on the free coordinates F the KKT system gives
+    dx*_F/db_F = (A_FF)^-1, and the active coordinates stay on their bound (derivative 0)."""
+    a = jnp.asarray([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, 1.5]])
+
+    def fun(x, b):
+        return 0.5 * x @ a @ x - b @ x
+
+    def solution(b):
+        objective = Partial(fun, b=b)
+        return jl.minimize(objective, jnp.zeros(3), "lbfgs", bounds=(0.0, jnp.inf), tol=1e-12).x
+
+    b = jnp.asarray([1.0, -2.0, 1.0])
+    x = np.asarray(solution(b))
+    free = x > 0
+    assert free.tolist() == [True, False, True]
+    expected = np.zeros((3, 3))
+    expected[np.ix_(free, free)] = np.linalg.inv(np.asarray(a)[np.ix_(free, free)])
+    np.testing.assert_allclose(jax.jacrev(solution)(b), expected, atol=1e-10)
