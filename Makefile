@@ -48,8 +48,9 @@ bench-optim: $(BIN)/.installed ## the 10M-parameter update+apply table, ours/opt
 bench-keras: $(BIN)/.installed ## the seed job in Keras vs jaxopt-lab train, and time to 97/98%
 	$(BIN)/python benchmarks/keras_baseline.py --out runs/bench/keras.json
 
-bench-lbfgs: $(BIN)/.installed ## L-BFGS: ours vs optax vs scipy (Rosenbrock, quadratic, MNIST logreg), float64
+bench-lbfgs: $(BIN)/.installed ## L-BFGS vs scipy, optax, optimistix, jaxopt on CUTEst (sif2jax); L-BFGS-B vs scipy and jaxopt on bounded CUTEst
 	$(BIN)/python benchmarks/bench_lbfgs.py --out runs/bench/lbfgs.json
+	$(BIN)/python benchmarks/bench_lbfgsb.py --out runs/bench/lbfgsb.json
 
 bench-sweep: $(BIN)/.installed ## 8 learning rates x 3 seeds of the MNIST MLP: one vmapped program vs one run after another
 	$(BIN)/python benchmarks/bench_sweep.py --out runs/bench/sweep.json
