@@ -26,3 +26,16 @@ def mnist():
     from jaxopt_lab.training.data import load_dataset
 
     return load_dataset("mnist")
+
+
+@pytest.fixture(scope="module")
+def float64():
+    """Switch x64 on for one module (``pytestmark = pytest.mark.usefixtures("float64")``)
+    and restore the global flag afterwards; x64 is process-wide state."""
+    import jax
+
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+    jax.clear_caches()

@@ -14,15 +14,7 @@ import jaxopt_lab as jl
 from jaxopt_lab import problems
 from jaxopt_lab.optim.implicit import conjugate_gradient, free_coordinates, implicit_minimum
 
-
-@pytest.fixture(autouse=True, scope="module")
-def float64():
-    """x64 is global: switch it on for this module only and restore it afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _fd(fun, t, h):

@@ -23,14 +23,7 @@ from jaxopt_lab.optim.lbfgsb import (
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def float64():
-    """x64 is global: switch it on for this module only and restore it afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def rosenbrock(x):

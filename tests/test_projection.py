@@ -12,14 +12,7 @@ import pytest
 
 import jaxopt_lab as jl
 
-
-@pytest.fixture(autouse=True, scope="module")
-def float64():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def _assert_is_projection(x, projected, members):
