@@ -171,10 +171,14 @@ def sweep(
     the same seed and different hyperparameters are paired. Every run of the sweep sees
     the same sequence of batches, drawn with ``data_seed`` (common random numbers: the
     comparison is not blurred by data order, and under ``vmap`` each batch is gathered
-    once and its input-layer product is one matrix product for all runs).
+    once and its input-layer product is one matrix product for all runs). Vectorized,
+    the runs of one seed share what depends on the seed alone: the initial model (when
+    the model factory ignores the hyperparameters) and every dropout mask are computed
+    once per seed, not once per run.
 
-    ``runs_per_batch`` bounds how many runs are vmapped side by side; the batches of runs
-    follow one another inside the same compiled program (``lax.map`` with a batch size).
+    ``runs_per_batch`` bounds how many runs are vmapped side by side: every seed, times
+    a whole number of grid points (at least one); the batches follow one another inside
+    the same compiled program (``lax.map`` with a batch size).
     The default, all runs at once, suits accelerators; on a CPU, batches whose
     parameters and optimizer states fit in the cache can be faster: ``"auto"`` chooses
     that size (:func:`auto_runs_per_batch`).
@@ -194,10 +198,11 @@ def sweep(
             f"num_evals and steps_per_eval must be >= 1, got {num_evals}, {steps_per_eval}"
         )
     names = list(grid)
-    points = list(itertools.product(*(grid[name] for name in names), seeds))
-    columns = np.asarray(points, dtype=np.float64).T
+    grid_points = list(itertools.product(*(grid[name] for name in names)))
+    columns = np.asarray(grid_points, dtype=np.float64).T
     hyperparameters = {n: jnp.asarray(columns[i], jnp.float32) for i, n in enumerate(names)}
-    run_seeds = jnp.asarray(columns[-1], jnp.uint32)
+    seed_array = jnp.asarray(seeds, jnp.uint32)
+    num_runs = len(grid_points) * len(seeds)
     single, batched, init_state = _compiled_runs(
         optimizer_factory,
         model_factory,
@@ -211,24 +216,31 @@ def sweep(
 
     if runs_per_batch == "auto":
         example = {n: v[0] for n, v in hyperparameters.items()}
-        state = jax.eval_shape(init_state, example, run_seeds[0])  # shapes only
-        runs_per_batch = auto_runs_per_batch(tree_bytes(state), len(points))
+        state = jax.eval_shape(init_state, example, seed_array[0])  # shapes only
+        runs_per_batch = auto_runs_per_batch(tree_bytes(state), num_runs)
+    # all seeds run side by side: a batch holds a whole number of grid points per seed
+    points_per_batch = max(1, (runs_per_batch or num_runs) // len(seeds))
+    points_per_batch = min(points_per_batch, len(grid_points))
     start = time.perf_counter()
     if vectorize:
         compiled, compile_seconds = runtime.compile_timed(
-            batched, hyperparameters, run_seeds, data, runs_per_batch=runs_per_batch or len(points)
+            batched, hyperparameters, seed_array, data, points_per_batch=points_per_batch
         )
         tick = time.perf_counter()
-        curves = jax.block_until_ready(compiled(hyperparameters, run_seeds, data))
-        run_seconds = np.full(len(points), (time.perf_counter() - tick) / len(points))
+        curves = jax.block_until_ready(compiled(hyperparameters, seed_array, data))
+        # [seed, point, ...] -> runs in grid order, the seed varying fastest
+        curves = jax.tree.map(
+            lambda x: jnp.swapaxes(x, 0, 1).reshape(num_runs, *x.shape[2:]), curves
+        )
+        run_seconds = np.full(num_runs, (time.perf_counter() - tick) / num_runs)
     else:
         first = {n: v[0] for n, v in hyperparameters.items()}
-        compiled, compile_seconds = runtime.compile_timed(single, first, run_seeds[0], data)
+        compiled, compile_seconds = runtime.compile_timed(single, first, seed_array[0], data)
         outputs, times = [], []
-        for index in range(len(points)):
+        for index, seed in itertools.product(range(len(grid_points)), seed_array):
             tick = time.perf_counter()
             hparams = {n: v[index] for n, v in hyperparameters.items()}
-            outputs.append(jax.block_until_ready(compiled(hparams, run_seeds[index], data)))
+            outputs.append(jax.block_until_ready(compiled(hparams, seed, data)))
             times.append(time.perf_counter() - tick)
         curves = jax.tree.map(lambda *leaves: jnp.stack(leaves), *outputs)
         run_seconds = np.asarray(times)
@@ -245,7 +257,7 @@ def sweep(
         compile_seconds=compile_seconds,
         total_seconds=total_seconds,
         vectorized=vectorize,
-        runs_per_batch=(runs_per_batch or len(points)) if vectorize else None,
+        runs_per_batch=points_per_batch * len(seeds) if vectorize else None,
     )
 
 
@@ -273,7 +285,8 @@ def _compiled_runs(
     data_seed: int,
 ) -> tuple[Callable, Callable, Callable]:
     """The jitted single run ``(hparams, seed, data) -> Curve``, the batched runs
-    ``(hparams, seeds, data, runs_per_batch)`` (vmapped in batches of that many runs), and
+    ``(hparams, seeds, data, points_per_batch)`` (every seed side by side, the grid points in
+    vmapped batches), and
     ``init_state(hparams, seed) -> (TrainState, optimizer)``'s state alone, for sizing."""
     example = {n: jnp.zeros((), jnp.float32) for n in names}
     graphdef, _ = init_train_state(model_factory(example, jax.random.key(0)), optax.identity())
@@ -300,15 +313,23 @@ def _compiled_runs(
         )
         return curve
 
-    def batched(hparams, seeds, data, runs_per_batch):
-        return jax.lax.map(
-            lambda run: one_run(*run, data), (hparams, seeds), batch_size=runs_per_batch
-        )
+    def batched(hparams, seeds, data, points_per_batch):
+        """Curves ``[seed, point, ...]``: the seeds side by side (``vmap``), and per seed
+        the grid points in vmapped batches of ``points_per_batch``. Within a batch the
+        seed is not batched, so what depends on it alone (initialisation, every dropout
+        mask) is computed once for all the batch's points, not once per run."""
+
+        def per_seed(seed):
+            return jax.lax.map(
+                lambda h: one_run(h, seed, data), hparams, batch_size=points_per_batch
+            )
+
+        return jax.vmap(per_seed)(seeds)
 
     def init_state(hparams: Mapping[str, jax.Array], seed: jax.Array) -> TrainState:
         return start(hparams, seed)[0]
 
-    return jax.jit(one_run), jax.jit(batched, static_argnames="runs_per_batch"), init_state
+    return jax.jit(one_run), jax.jit(batched, static_argnames="points_per_batch"), init_state
 
 
 def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> int:
