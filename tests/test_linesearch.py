@@ -58,9 +58,7 @@ def test_zoom_meets_strong_wolfe(initial_step):
     assert 1 <= calls <= 20
 
 
-@pytest.mark.parametrize(
-    "search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search]
-)
+@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search])
 def test_accepted_first_trial_costs_one_evaluation(search):
     problem = problems.quadratic(8, 10.0)
     x = problem.x0
@@ -82,9 +80,7 @@ def test_backtracking_meets_armijo_with_few_evaluations():
     assert int(result.fevals) == calls <= 10
 
 
-@pytest.mark.parametrize(
-    "search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search]
-)
+@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search])
 def test_ascent_direction_fails_cleanly(search):
     problem = problems.rosenbrock(2)
     x = problem.x0
@@ -160,9 +156,9 @@ def _yanai(beta1, beta2):
     def gamma(beta):
         return jnp.sqrt(1 + beta**2) - beta
 
-    return lambda t: gamma(beta1) * jnp.sqrt((1 - t) ** 2 + beta2**2) + gamma(
-        beta2
-    ) * jnp.sqrt(t**2 + beta1**2)
+    return lambda t: (
+        gamma(beta1) * jnp.sqrt((1 - t) ** 2 + beta2**2) + gamma(beta2) * jnp.sqrt(t**2 + beta1**2)
+    )
 
 
 # phi(t) along t >= 0 with phi'(0) < 0: scaled quadratics, the six test functions of
@@ -174,8 +170,9 @@ ONE_D = {
     "quadratic_shallow": lambda t: 1e-6 * (t - 1e3) ** 2,
     "more_thuente1": lambda t: -t / (t**2 + 2.0),
     "more_thuente2": lambda t: (t + 0.004) ** 5 - 2 * (t + 0.004) ** 4,
-    "more_thuente3": lambda t: _more_thuente_phi0(t)
-    + 2 * (1 - 0.01) / (39 * jnp.pi) * jnp.sin(39 * jnp.pi * t / 2),
+    "more_thuente3": lambda t: (
+        _more_thuente_phi0(t) + 2 * (1 - 0.01) / (39 * jnp.pi) * jnp.sin(39 * jnp.pi * t / 2)
+    ),
     "more_thuente4": _yanai(0.001, 0.001),
     "more_thuente5": _yanai(0.01, 0.001),
     "more_thuente6": _yanai(0.001, 0.01),
@@ -185,8 +182,8 @@ ONE_D = {
 
 def _approximate_wolfe_or_wolfe(phi0, slope0, value, slope, step, c1=0.1, c2=0.9, epsilon=1e-6):
     wolfe = value - phi0 <= c1 * step * slope0 and slope >= c2 * slope0
-    approximate = (
-        (2 * c1 - 1) * slope0 >= slope >= c2 * slope0 and value <= phi0 + epsilon * abs(phi0)
+    approximate = (2 * c1 - 1) * slope0 >= slope >= c2 * slope0 and value <= phi0 + epsilon * abs(
+        phi0
     )
     return wolfe or approximate
 
