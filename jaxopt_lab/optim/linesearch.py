@@ -225,6 +225,16 @@ def _strictly_inside(step: jax.Array, a: _Point, b: _Point) -> jax.Array:
     return jnp.isfinite(step) & (step > a.step) & (step < b.step)
 
 
+def _shrink_step(a: _Point, b: _Point) -> jax.Array:
+    """Minimiser of the quadratic through ``phi(a), phi'(a), phi(b)``, kept within
+    ``[a + 0.1 w, a + 0.5 w]`` (``w = b - a``); the midpoint when ``phi(b)`` is not finite."""
+    width = b.step - a.step
+    curvature = b.value - a.value - a.slope * width
+    step = a.step - a.slope * width**2 / (2 * curvature)
+    step = jnp.clip(step, a.step + 0.1 * width, a.step + 0.5 * width)
+    return jnp.where(jnp.isfinite(step), step, a.step + 0.5 * width)
+
+
 def hager_zhang_search(
     value_and_grad_fn: ValueAndGradFn,
     params: PyTree,
@@ -334,11 +344,12 @@ def hager_zhang_search(
         midpoint = 0.5 * (a.step + b.step)
         secant = _secant(a, b)
         next_step = jnp.select(
-            [target == _EXPAND, target == _SECANT, target == _SECANT2],
+            [target == _EXPAND, target == _SECANT, target == _SECANT2, target == _SHRINK],
             [
                 step * expansion,
                 jnp.where(_strictly_inside(secant, a, b), secant, midpoint),
                 second,
+                _shrink_step(a, b),
             ],
             midpoint,
         )
