@@ -129,7 +129,7 @@ def test_transformation_reuses_accepted_point(factory):
         (jl.scale_by_zoom_linesearch, {"c1": 0.0}, "c1"),
         (jl.scale_by_zoom_linesearch, {"c1": 0.5, "c2": 0.4}, "c2"),
         (jl.scale_by_zoom_linesearch, {"max_steps": 0}, "max_steps"),
-        (jl.scale_by_hager_zhang_linesearch, {"c1": 0.6}, "c1"),
+        (jl.scale_by_hager_zhang_linesearch, {"delta": 0.6}, "delta"),
         (jl.scale_by_hager_zhang_linesearch, {"c2": 0.05}, "c2"),
         (jl.scale_by_hager_zhang_linesearch, {"epsilon": -1.0}, "epsilon"),
         (jl.scale_by_backtracking_linesearch, {"c1": 1.5}, "c1"),
@@ -180,11 +180,10 @@ ONE_D = {
 }
 
 
-def _approximate_wolfe_or_wolfe(phi0, slope0, value, slope, step, c1=0.1, c2=0.9, epsilon=1e-6):
+def _approximate_wolfe_or_wolfe(phi0, slope0, value, slope, step, c1=1e-4, delta=0.1):
+    c2, ceiling = 0.9, phi0 + 1e-6 * abs(phi0)
     wolfe = value - phi0 <= c1 * step * slope0 and slope >= c2 * slope0
-    approximate = (2 * c1 - 1) * slope0 >= slope >= c2 * slope0 and value <= phi0 + epsilon * abs(
-        phi0
-    )
+    approximate = (2 * delta - 1) * slope0 >= slope >= c2 * slope0 and value <= ceiling
     return wolfe or approximate
 
 

@@ -201,9 +201,7 @@ def _restarting(
 
         def restart():
             steepest = tree_scale(-memory_state.gamma, grad)
-            retried, retried_state = linesearch.update(
-                steepest, search_state, params, **extra_args
-            )
+            retried, retried_state = linesearch.update(steepest, search_state, params, **extra_args)
             cleared = memory_state._replace(
                 rho=jnp.zeros_like(memory_state.rho),
                 restarts=safe_increment(memory_state.restarts),

@@ -243,8 +243,9 @@ def hager_zhang_search(
     direction: PyTree,
     *,
     initial_step: float | jax.Array = 1.0,
-    c1: float = 0.1,
+    c1: float = 1e-4,
     c2: float = 0.9,
+    delta: float = 0.1,
     epsilon: float = 1e-6,
     shrinkage: float = 0.66,
     expansion: float = 5.0,
@@ -252,34 +253,46 @@ def hager_zhang_search(
 ) -> LineSearchResult:
     r"""Hager-Zhang line search: Wolfe or approximate Wolfe, by bracketing and secants.
 
-    With :math:`\delta` = ``c1``, :math:`\sigma` = ``c2`` and
-    :math:`\epsilon_k = \epsilon |\phi(0)|`, a trial step :math:`t` is accepted when
+    With :math:`\epsilon_k = \epsilon |\phi(0)|`, a trial step :math:`t` is accepted when
 
     .. math::
 
-        \text{Wolfe:}\quad \phi(t) - \phi(0) \le \delta t \phi'(0),\quad
-        \phi'(t) \ge \sigma \phi'(0) \\
+        \text{Wolfe:}\quad \phi(t) - \phi(0) \le c_1 t \phi'(0),\quad
+        \phi'(t) \ge c_2 \phi'(0) \\
         \text{approximate Wolfe:}\quad (2\delta - 1)\phi'(0) \ge \phi'(t) \ge
-        \sigma \phi'(0),\quad \phi(t) \le \phi(0) + \epsilon_k
+        c_2 \phi'(0),\quad \phi(t) \le \phi(0) + \epsilon_k
 
-    The approximate conditions are what a quadratic model's Wolfe conditions become in
-    terms of slopes alone; near a minimum, where :math:`\phi(0) - \phi(t)` is below
-    rounding, they still accept a step that reduces the slope.
+    (Hager and Zhang 2005, 2006, with their :math:`\sigma = c_2 = 0.9`,
+    :math:`\delta = 0.1`, :math:`\epsilon = 10^{-6}`). The approximate conditions are
+    what the Wolfe conditions with :math:`c_1 = \delta` become for a quadratic, written
+    in slopes alone: near a minimum, where :math:`\phi(0) - \phi(t)` is below rounding,
+    they still accept a step that reduces the slope. The Wolfe test uses its own
+    :math:`c_1 = 10^{-4}` (scipy's and the zoom search's): with the paper's
+    :math:`c_1 = \delta = 0.1`, L-BFGS needed 624 evaluations instead of 604 on 100-D
+    Rosenbrock.
 
     The search keeps a bracket :math:`[a, b]` with :math:`\phi'(a) < 0`,
     :math:`\phi(a) \le \phi(0) + \epsilon_k` and :math:`\phi'(b) \ge 0`. Every evaluated
     point :math:`c` updates it the same way: :math:`\phi'(c) \ge 0` makes :math:`c` the
     new :math:`b`; :math:`\phi'(c) < 0` with :math:`\phi(c) \le \phi(0) + \epsilon_k` makes
     it the new :math:`a`; otherwise (too high, or not finite) :math:`b = c` and the
-    search bisects :math:`[a, b]` until a midpoint with :math:`\phi' \ge 0` closes it.
+    search shrinks :math:`[a, b]` towards :math:`a` until a trial with
+    :math:`\phi' \ge 0` closes it (the paper bisects; here the trial is the minimiser
+    of the quadratic through :math:`\phi(a), \phi'(a), \phi(b)`, kept within
+    :math:`[a + 0.1 w, a + 0.5 w]`, :math:`w = b - a`, the midpoint if :math:`\phi(b)`
+    is not finite).
 
     1. Bracket: trial steps ``initial_step`` times ``expansion`` :math:`^j` until one has
        :math:`\phi' \ge 0` or is too high.
-    2. Double secant: :math:`c = (a \phi'(b) - b \phi'(a)) / (\phi'(b) - \phi'(a))`
-       (the midpoint when :math:`c \notin (a, b)`); after the update, if :math:`c` became
-       the new :math:`b` the second trial is the secant through the old :math:`b` and
-       :math:`c`, if it became :math:`a` the secant through the old :math:`a` and
-       :math:`c`, evaluated only when it falls inside the new bracket.
+    2. Two interpolation steps: first the minimiser of the cubic through the values and
+       slopes at :math:`a` and :math:`b` (the paper takes the secant of the slopes,
+       :math:`(a \phi'(b) - b \phi'(a)) / (\phi'(b) - \phi'(a))`; the cubic uses the
+       values too and saved 33 of 657 evaluations on 100-D Rosenbrock), safeguarded to
+       lie 10% inside the bracket (else the midpoint). After the update, if :math:`c`
+       became the new :math:`b`, the second trial is the secant through the old
+       :math:`b` and :math:`c`; if it became :math:`a`, the secant through the old
+       :math:`a` and :math:`c` (the paper's double secant step), evaluated only when it
+       falls inside the new bracket.
     3. If the bracket did not shrink to ``shrinkage`` of its width before step 2, one
        bisection; then step 2 again.
 
@@ -304,7 +317,9 @@ def hager_zhang_search(
         finite = jnp.isfinite(trial.value) & jnp.isfinite(trial.slope)
         curvature = trial.slope >= c2 * slope0
         wolfe = (trial.value - origin.value <= c1 * step * slope0) & curvature
-        approximate = (trial.value <= ceiling) & curvature & (trial.slope <= (2 * c1 - 1) * slope0)
+        approximate = (
+            (trial.value <= ceiling) & curvature & (trial.slope <= (2 * delta - 1) * slope0)
+        )
         accepted = finite & (wolfe | approximate)
         rising = finite & (trial.slope >= 0)
         low = finite & ~rising & (trial.value <= ceiling)
@@ -342,12 +357,11 @@ def hager_zhang_search(
         shrank = b.step - a.step <= shrinkage * carry.width
         target = jnp.where(target == _CHECK, jnp.where(shrank, _SECANT, _BISECT), target)
         midpoint = 0.5 * (a.step + b.step)
-        secant = _secant(a, b)
         next_step = jnp.select(
             [target == _EXPAND, target == _SECANT, target == _SECANT2, target == _SHRINK],
             [
                 step * expansion,
-                jnp.where(_strictly_inside(secant, a, b), secant, midpoint),
+                _cubic_minimizer(a, b),
                 second,
                 _shrink_step(a, b),
             ],
@@ -493,20 +507,21 @@ def scale_by_zoom_linesearch(
 
 
 def scale_by_hager_zhang_linesearch(
-    c1: float = 0.1,
+    c1: float = 1e-4,
     c2: float = 0.9,
+    delta: float = 0.1,
     epsilon: float = 1e-6,
     max_steps: int = 20,
     initial_step: float = 1.0,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Scale the direction :math:`d` by a Wolfe or approximate-Wolfe step :math:`t`
-    (:func:`hager_zhang_search`; ``c1`` is :math:`\delta`, ``c2`` is :math:`\sigma`).
+    (:func:`hager_zhang_search`).
 
     Same calling convention and state as :func:`scale_by_zoom_linesearch`.
     """
-    if not 0 < c1 < 0.5:
-        raise ValueError(f"c1 must lie in (0, 0.5), got {c1!r}")
     _check_wolfe_constants(c1, c2)
+    if not 0 < delta < 0.5 or delta > c2:
+        raise ValueError(f"delta must lie in (0, min(0.5, c2)), got {delta!r}")
     check_non_negative("epsilon", epsilon)
     check_positive_int("max_steps", max_steps)
     check_positive("initial_step", initial_step)
@@ -516,6 +531,7 @@ def scale_by_hager_zhang_linesearch(
         initial_step=initial_step,
         c1=c1,
         c2=c2,
+        delta=delta,
         epsilon=epsilon,
         max_steps=max_steps,
     )
