@@ -171,9 +171,7 @@ def _optax(problem, args, tol):
         def keep_going(carry):
             _, state, iterations = carry
             grad = optax.tree.get(state, "grad")
-            return ((iterations == 0) | (jl.tree_l2_norm(grad) > tol)) & (
-                iterations < args.maxiter
-            )
+            return ((iterations == 0) | (jl.tree_l2_norm(grad) > tol)) & (iterations < args.maxiter)
 
         def step(carry):
             x, state, iterations = carry
