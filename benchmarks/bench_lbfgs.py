@@ -1,22 +1,48 @@
-"""Benchmark: our L-BFGS (``jl.minimize``) against optax's L-BFGS and scipy's L-BFGS-B.
+"""Benchmark: our L-BFGS (``jl.minimize(method="lbfgs")``) against scipy's L-BFGS-B, optax's
+L-BFGS, optimistix's LBFGS and BFGS and jaxopt's LBFGS on sif2jax's unconstrained CUTEst
+problems (at most ``--max-size`` variables, default 1000).
 
-All three stop when the gradient's 2-norm first reaches ``--tol`` (scipy through a
-callback on every evaluation, since its own rule uses the max-norm), with memory 10, in
-float64 unless ``--float32``. For each solver and problem the table gives iterations,
-function evaluations (one = one value-and-gradient call), compile time, and the median
-wall time of the whole solve after compilation (``jaxopt_lab.runtime.time_call``) with the
-process CPU time beside it (on a shared host the wall time also measures the neighbours'
-load; CPU time measures the work). Timing rounds alternate between the solvers. scipy
-calls a jitted JAX value-and-gradient, so its wall time includes no compilation either.
-Every jitted function takes the objective as a :class:`jax.tree_util.Partial` argument,
-so a problem's data (MNIST's features) are arguments, never compiled-in constants.
+Settings, the same for every solver: float64 (``--float32`` for ours in float32), memory
+10 (the limited-memory solvers), at most ``--maxiter`` iterations (2000), and a problem
+counts as solved when the gradient's 2-norm at the returned point, recomputed here the same
+way for every solver, is <= ``--tol`` (1e-5; in float32 ``1e-5 * ||g(x0)||``, relative).
+How each solver is stopped by that rule:
 
-scipy's L-BFGS-B works on one vector at a time, where OpenBLAS threads only add
-synchronisation: on a shared 2-core host they made it about 20 times slower (2.5 s
-instead of 0.12 s on 100-D Rosenbrock). So OpenBLAS runs single-threaded unless
-``OPENBLAS_NUM_THREADS`` is already set; this must happen before NumPy is imported.
+- ``jaxopt_lab`` (Hager-Zhang line search, the default) and ``jaxopt_lab_zoom`` (strong
+  Wolfe zoom): ``minimize(tol=tol, maxiter=maxiter)``, whose rule is this one.
+- ``scipy``: ``L-BFGS-B`` with ``maxcor=10``, its own tests switched off (``gtol=0,
+  ftol=0``), ``maxiter`` and ``maxfun = 50 * maxiter``; the objective raises an exception
+  on the first evaluation whose gradient 2-norm is <= tol (scipy's gtol is a max-norm),
+  so it stops exactly there. It calls a jitted JAX value-and-gradient.
+- ``optax``: ``optax.lbfgs(memory_size=10)`` (its zoom line search) in a jitted
+  ``lax.while_loop`` that stops when the gradient 2-norm of the line search's accepted
+  point is <= tol or after maxiter iterations.
+- ``optimistix_lbfgs``, ``optimistix_bfgs``: ``optx.LBFGS(history_length=10)`` and
+  ``optx.BFGS`` (backtracking Armijo search), run step by step (``solver.init`` /
+  ``solver.step``) in a jitted while loop that stops when the gradient 2-norm at the
+  accepted point is <= tol, after maxiter accepted steps, or after 20 * maxiter steps;
+  optimistix's own Cauchy test (relative changes in f and y) is never consulted, since no
+  choice of its rtol/atol means the same as a gradient tolerance.
+- ``jaxopt``: ``jaxopt.LBFGS(history_size=10, maxiter=maxiter, tol=tol)`` (its stopping
+  error is the gradient 2-norm; zoom line search), skipped if jaxopt does not import.
+
+Evaluations (one = one value-and-gradient or linearisation of the objective) are counted
+for every solver by a wrapped objective: for the jitted solvers the wrapper reports each
+call through ``jax.debug.callback`` behind a traced switch, so the counting run and the
+timed runs share one compiled program; for scipy, in the Python objective.
+
+Times: compile time, then the median over ``--repeats`` interleaved rounds of the whole
+solve after compilation (wall and process CPU time; stopped early after
+``--time-budget`` seconds per problem). scipy's wall time includes no JAX compilation.
+OpenBLAS runs single-threaded unless ``OPENBLAS_NUM_THREADS`` is set (it made scipy 20x
+slower on a shared 2-core host).
+
+The JSON (one row per problem and solver) is rewritten after every problem; at the end a
+summary is printed and written into it, and Dolan-More profiles (evaluations, wall time)
+are drawn next to it as a PNG. ``--from-json`` redraws from the JSON without running.
 
     python benchmarks/bench_lbfgs.py --out runs/bench/lbfgs.json
+    python benchmarks/bench_lbfgs.py --float32 --solvers jaxopt_lab --out runs/bench/lbfgs_f32.json
 """
 
 # ruff: noqa: E402  (the environment is set before the imports that read it)
@@ -28,222 +54,446 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import json
+import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.optimize
-from jax.flatten_util import ravel_pytree
 from jax.tree_util import Partial
-from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import cutest  # noqa: E402
+import profiles  # noqa: E402
+from bench_lbfgsb import _cost, _counting, _Log  # noqa: E402
 
 import jaxopt_lab as jl
-from jaxopt_lab import problems
-from jaxopt_lab.runtime import device_info, summarise, time_call, time_compile
+from jaxopt_lab.runtime import device_info, summarise
+
+SOLVERS = (
+    "jaxopt_lab",
+    "jaxopt_lab_zoom",
+    "scipy",
+    "optax",
+    "optimistix_lbfgs",
+    "optimistix_bfgs",
+    "jaxopt",
+)
+OURS, REFERENCE = "jaxopt_lab", "scipy"
 
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-size", type=int, default=1000, help="most variables")
+    parser.add_argument("--problems", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--solvers", default=",".join(SOLVERS), help="comma-separated")
     parser.add_argument("--tol", type=float, default=1e-5, help="gradient 2-norm tolerance")
     parser.add_argument("--maxiter", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=5, help="timed solves per entry")
-    parser.add_argument("--float32", action="store_true", help="run in float32, not float64")
-    parser.add_argument("--skip-mnist", action="store_true", help="leave out MNIST")
-    parser.add_argument("--mnist-l2", type=float, default=1e-3, help="L2 penalty for MNIST")
-    parser.add_argument("--mnist-repeats", type=int, default=1, help="timed MNIST solves")
+    parser.add_argument("--repeats", type=int, default=3, help="timed solves per entry")
+    parser.add_argument(
+        "--time-budget", type=float, default=20.0, help="seconds of timed solves per problem"
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="float32 (x64 off), tolerance relative: tol * ||g(x0)||",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench/lbfgs.json"))
+    parser.add_argument(
+        "--from-json",
+        action="store_true",
+        help="run nothing: print the table and draw the profiles of the rows already in --out",
+    )
     return parser.parse_args(argv)
 
 
-def _problems(args):
-    built = [problems.rosenbrock(2), problems.rosenbrock(100), problems.quadratic(200, 1e3)]
-    if args.skip_mnist:
-        return built
-    try:
-        from jaxopt_lab.training.data import load_dataset
-
-        data = load_dataset("mnist")
-    except Exception as error:  # noqa: BLE001  (any failure to get the data skips the row)
-        print(f"skipping MNIST logistic regression: data unavailable ({error})", file=sys.stderr)
-        return built
-    features = data.train_images.reshape(data.train_images.shape[0], -1) / 255.0
-    built.append(
-        problems.logistic_regression(features, data.train_labels, l2=args.mnist_l2, num_classes=10)
-    )
-    return built
+def _grad_norm(problem, x) -> tuple[float, float]:
+    value, grad = jax.value_and_grad(problem.fun)(jnp.asarray(x, problem.x0.dtype))
+    return float(value), float(jnp.linalg.norm(grad))
 
 
-# Each runner returns (solve, its arguments, iterations, fevals, grad_norm, compile_s).
+def _jitted_runner(problem, solve_fn, tol):
+    """Compile ``solve_fn(objective, x0, tol) -> (x, iterations, stop)`` once; count with
+    the switch on, time with it off. Returns (timed call, row)."""
+    log = _Log()
+    counting = _counting(log, problem.fun)
+    free = jnp.full(problem.x0.shape, jnp.inf, problem.x0.dtype)
+
+    def objective(enabled):
+        return Partial(counting, -free, free, enabled)
+
+    tol = jnp.asarray(tol, problem.x0.dtype)
+    args_off = (objective(jnp.asarray(False)), problem.x0, tol)
+    args_on = (objective(jnp.asarray(True)), problem.x0, tol)
+    start = time.perf_counter()
+    compiled = jax.jit(solve_fn).lower(*args_off).compile()
+    compile_s = time.perf_counter() - start
+    x, iterations, stop = jax.block_until_ready(compiled(*args_on))
+    jax.effects_barrier()
+    value, norm = _grad_norm(problem, x)
+    row = {
+        "iterations": int(iterations),
+        "fevals": log.evaluations,
+        "fun": value,
+        "grad_norm": norm,
+        "stop": stop if isinstance(stop, str) else jl.Status(int(stop)).name.lower(),
+        "compile_s": compile_s,
+    }
+    return (lambda: compiled(*args_off)), row
 
 
-def _ours(problem, tol, maxiter):
-    fun = Partial(problem.fun)
-    solve = jax.jit(lambda fun, x0: jl.minimize(fun, x0, "lbfgs", tol=tol, maxiter=maxiter))
-    compile_s = time_compile(solve, fun, problem.x0)
-    result = solve(fun, problem.x0)
-    counts = int(result.iterations), int(result.fevals), float(result.grad_norm)
-    return solve, (fun, problem.x0), *counts, compile_s
+def _ours(linesearch):
+    def runner(problem, args, tol):
+        def solve(objective, x0, tol):
+            result = jl.minimize(
+                objective, x0, "lbfgs", tol=tol, maxiter=args.maxiter, linesearch=linesearch
+            )
+            return result.x, result.iterations, result.status
+
+        return _jitted_runner(problem, solve, tol)
+
+    return runner
 
 
-def _optax_solver(tol, maxiter, count_calls):
-    calls = []
+def _optax(problem, args, tol):
+    import optax
+
     optimizer = optax.lbfgs(memory_size=10)
 
-    def solve(objective, x0):
-        def fun(x):
-            if count_calls:
-                jax.debug.callback(lambda: calls.append(1))
-            return objective(x)
-
-        value_and_grad = optax.value_and_grad_from_state(fun)
+    def solve(objective, x0, tol):
+        value_and_grad = optax.value_and_grad_from_state(objective)
 
         def keep_going(carry):
             _, state, iterations = carry
             grad = optax.tree.get(state, "grad")
-            first = iterations == 0
-            return (first | (jl.tree_l2_norm(grad) > tol)) & (iterations < maxiter)
+            return ((iterations == 0) | (jl.tree_l2_norm(grad) > tol)) & (iterations < args.maxiter)
 
         def step(carry):
             x, state, iterations = carry
             value, grad = value_and_grad(x, state=state)
-            updates, state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+            updates, state = optimizer.update(
+                grad, state, x, value=value, grad=grad, value_fn=objective
+            )
             return optax.apply_updates(x, updates), state, iterations + 1
 
-        carry = (x0, optimizer.init(x0), 0)
-        return jax.lax.while_loop(keep_going, step, carry)
+        x, state, iterations = jax.lax.while_loop(
+            keep_going, step, (x0, optimizer.init(x0), jnp.zeros((), jnp.int32))
+        )
+        converged = jl.tree_l2_norm(optax.tree.get(state, "grad")) <= tol
+        return x, iterations, jnp.where(converged, 0, 1)
 
-    return jax.jit(solve), calls
+    return _jitted_runner(problem, solve, tol)
 
 
-def _optax(problem, tol, maxiter):
-    args = (Partial(problem.fun), problem.x0)
-    counting, calls = _optax_solver(tol, maxiter, count_calls=True)
-    _, state, iterations = jax.block_until_ready(counting(*args))
-    jax.effects_barrier()
-    grad_norm = float(jl.tree_l2_norm(optax.tree.get(state, "grad")))
-    solve, _ = _optax_solver(tol, maxiter, count_calls=False)
-    compile_s = time_compile(solve, *args)
-    jax.block_until_ready(solve(*args))  # warm-up of the timed (non-counting) solver
-    return solve, args, int(iterations), len(calls), grad_norm, compile_s
+def _optimistix(make_solver):
+    def runner(problem, args, tol):
+        import equinox as eqx
+        import optimistix as optx
+
+        solver = make_solver(optx)
+
+        def solve(objective, x0, tol):
+            def fn(y, _):
+                return objective(y), None
+
+            f_struct = jax.ShapeDtypeStruct((), x0.dtype)
+            state = solver.init(fn, x0, None, {}, f_struct, None, frozenset())
+            # the state holds linear operators with static parts: carry its arrays only
+            dynamic, static = eqx.partition(state, eqx.is_array)
+
+            def keep_going(carry):
+                _, dynamic, steps = carry
+                state = eqx.combine(dynamic, static)
+                reached = ~state.first_step & (jnp.linalg.norm(state.f_info.grad) <= tol)
+                budget = (state.num_accepted_steps < args.maxiter) & (steps < 20 * args.maxiter)
+                return ~reached & budget
+
+            def step(carry):
+                y, dynamic, steps = carry
+                state = eqx.combine(dynamic, static)
+                y, state, _ = solver.step(fn, y, None, {}, state, frozenset())
+                return y, eqx.filter(state, eqx.is_array), steps + 1
+
+            y, dynamic, _ = jax.lax.while_loop(
+                keep_going, step, (x0, dynamic, jnp.zeros((), jnp.int32))
+            )
+            state = eqx.combine(dynamic, static)
+            converged = ~state.first_step & (jnp.linalg.norm(state.f_info.grad) <= tol)
+            return y, state.num_accepted_steps, jnp.where(converged, 0, 1)
+
+        return _jitted_runner(problem, solve, tol)
+
+    return runner
+
+
+def _jaxopt(problem, args, tol):
+    import jaxopt
+
+    def solve(objective, x0, tol):
+        solver = jaxopt.LBFGS(fun=objective, maxiter=args.maxiter, tol=tol, history_size=10)
+        x, state = solver.run(x0)
+        return x, state.iter_num, jnp.where(state.error <= tol, 0, 1)
+
+    return _jitted_runner(problem, solve, tol)
 
 
 class _Reached(Exception):
     """Raised inside scipy's objective once the gradient 2-norm reaches the tolerance."""
 
 
-def _scipy(problem, tol, maxiter):
-    flat0, unravel = ravel_pytree(problem.x0)
+def _scipy(problem, args, tol):
+    value_and_grad = jax.jit(jax.value_and_grad(lambda fun, x: fun(x), argnums=1))
     fun = Partial(problem.fun)
-    value_and_grad = jax.jit(lambda fun, z: jax.value_and_grad(lambda flat: fun(unravel(flat)))(z))
+    x0 = np.asarray(problem.x0, np.float64)
     start = time.perf_counter()
-    jax.block_until_ready(value_and_grad(fun, flat0))  # compile outside the timings
+    jax.block_until_ready(value_and_grad(fun, problem.x0))
     compile_s = time.perf_counter() - start
-    x0 = np.asarray(flat0, np.float64)
     record = {}
 
-    def objective(z):
-        value, grad = value_and_grad(fun, z)
+    def objective(x):
+        value, grad = value_and_grad(fun, x)
         grad = np.asarray(grad, np.float64)
         record["fevals"] += 1
-        norm = float(np.linalg.norm(grad))
-        record["grad_norm"] = norm
-        if norm <= tol:
+        record["x"] = x
+        if np.linalg.norm(grad) <= tol:
             raise _Reached
         return float(value), grad
 
+    def callback(intermediate_result):
+        record["iterations"] += 1
+
+    options = {
+        "maxcor": 10,
+        "gtol": 0.0,
+        "ftol": 0.0,
+        "maxiter": args.maxiter,
+        "maxfun": 50 * args.maxiter,
+    }
+
     def solve():
         record.update(fevals=0, iterations=0)
-
-        def callback(intermediate_result):
-            record["iterations"] += 1
-
-        options = {
-            "maxcor": 10,
-            "gtol": 0.0,
-            "ftol": 0.0,
-            "maxiter": maxiter,
-            "maxfun": 50 * maxiter,
-        }
         try:
-            scipy.optimize.minimize(
+            result = scipy.optimize.minimize(
                 objective, x0, jac=True, method="L-BFGS-B", options=options, callback=callback
             )
         except _Reached:
-            pass
-        return record["fevals"]
+            return "converged"
+        return str(result.message)
 
-    solve()
-    return solve, (), record["iterations"], record["fevals"], record["grad_norm"], compile_s
+    stop = solve()
+    value, norm = _grad_norm(problem, record["x"])
+    row = {
+        "iterations": record["iterations"],
+        "fevals": record["fevals"],
+        "fun": value,
+        "grad_norm": norm,
+        "stop": stop,
+        "compile_s": compile_s,
+    }
+    return solve, row
 
 
-SOLVERS = {"jaxopt_lab": _ours, "optax": _optax, "scipy": _scipy}
+RUNNERS = {
+    "jaxopt_lab": _ours("hager_zhang"),
+    "jaxopt_lab_zoom": _ours("zoom"),
+    "scipy": _scipy,
+    "optax": _optax,
+    "optimistix_lbfgs": _optimistix(lambda optx: optx.LBFGS(rtol=0.0, atol=0.0)),
+    "optimistix_bfgs": _optimistix(lambda optx: optx.BFGS(rtol=0.0, atol=0.0)),
+    "jaxopt": _jaxopt,
+}
 
 
-def _bench_problem(problem, args) -> list[dict]:
-    """Set up and count each solver, then time them in interleaved rounds, so a change in
-    the machine's load during the run affects all three alike."""
+def _bench_problem(problem, solvers, args) -> list[dict]:
+    _, start_norm = _grad_norm(problem, problem.x0)
+    tol = args.tol * start_norm if args.float32 else args.tol
     calls, rows = {}, {}
-    for name, runner in SOLVERS.items():
-        solve, solve_args, iterations, fevals, grad_norm, compile_s = runner(
-            problem, args.tol, args.maxiter
-        )
-        calls[name] = (solve, solve_args)
-        rows[name] = {
-            "problem": problem.name,
-            "solver": name,
-            "iterations": iterations,
-            "fevals": fevals,
-            "grad_norm": grad_norm,
-            "converged": grad_norm <= args.tol,
-            "compile_s": compile_s,
-        }
-    # every solver has already run once after compilation, so no further warm-up
-    repeats = args.mnist_repeats if problem.x_min is None else args.repeats
-    times = {name: [] for name in SOLVERS}
-    cpu_times = {name: [] for name in SOLVERS}
-    for _ in range(repeats):
-        for name, (solve, solve_args) in calls.items():
-            cpu_start = time.process_time()
-            times[name].append(time_call(solve, *solve_args, warmup=0, repeats=1).median_s)
+    for name in solvers:
+        row = {"problem": problem.name, "size": problem.size, "solver": name, "tol": tol}
+        try:
+            call, counts = RUNNERS[name](problem, args, tol)
+        except Exception as error:  # noqa: BLE001  (a solver that cannot run is recorded)
+            row.update(status="error", error=f"{type(error).__name__}: {error}"[:300])
+            rows[name] = row
+            continue
+        row.update(counts)
+        solved = math.isfinite(row["grad_norm"]) and row["grad_norm"] <= tol
+        row["status"] = "solved" if solved else "failed"
+        calls[name], rows[name] = call, row
+    times = {name: [] for name in calls}
+    cpu_times = {name: [] for name in calls}
+    spent = 0.0
+    for _ in range(args.repeats):
+        for name, call in calls.items():
+            cpu_start, start = time.process_time(), time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - start)
             cpu_times[name].append(time.process_time() - cpu_start)
-    for name, row in rows.items():
-        timing = summarise(times[name])
-        cpu_s = summarise(cpu_times[name]).median_s
-        row.update(wall_s=timing.median_s, wall_iqr_s=timing.iqr_s, cpu_s=cpu_s)
+            spent += times[name][-1]
+        if spent > args.time_budget:
+            break
+    for name in calls:
+        rows[name].update(
+            wall_s=summarise(times[name]).median_s,
+            cpu_s=summarise(cpu_times[name]).median_s,
+            timed_runs=len(times[name]),
+        )
     return list(rows.values())
+
+
+def _geomean(values) -> float | None:
+    return float(np.exp(np.mean(np.log(values)))) if values else None
+
+
+def _summary(rows, solvers) -> dict:
+    problems = list(dict.fromkeys(r["problem"] for r in rows))
+    by = {(r["problem"], r["solver"]): r for r in rows}
+
+    def solved(problem, solver):
+        row = by.get((problem, solver))
+        return row is not None and row["status"] == "solved"
+
+    summary = {"problems": len(problems)}
+    for solver in solvers:
+        mine = [by[(p, solver)] for p in problems if (p, solver) in by]
+        summary[solver] = {
+            "solved": sum(r["status"] == "solved" for r in mine),
+            "errors": sum(r["status"] == "error" for r in mine),
+            "stops": dict(Counter(r.get("stop", "error") for r in mine)),
+            "median_compile_s": float(np.median([r["compile_s"] for r in mine if "compile_s" in r]))
+            if any("compile_s" in r for r in mine)
+            else None,
+        }
+        if solver == REFERENCE or REFERENCE not in solvers:
+            continue
+        both = [p for p in problems if solved(p, solver) and solved(p, REFERENCE)]
+        fevals = [by[(p, solver)]["fevals"] / by[(p, REFERENCE)]["fevals"] for p in both]
+        faster = [p for p in both if by[(p, solver)]["wall_s"] < by[(p, REFERENCE)]["wall_s"]]
+        wall = [by[(p, solver)]["wall_s"] / by[(p, REFERENCE)]["wall_s"] for p in both]
+        summary[solver]["vs_scipy"] = {
+            "solved_by_both": len(both),
+            "geomean_fevals_ratio": _geomean(fevals),
+            "faster_wall": len(faster),
+            "fraction_faster_wall": len(faster) / len(both) if both else None,
+            "geomean_wall_ratio": _geomean(wall),
+            "scipy_solves_this_does_not": [
+                p for p in problems if solved(p, REFERENCE) and not solved(p, solver)
+            ],
+            "this_solves_scipy_does_not": [
+                p for p in problems if solved(p, solver) and not solved(p, REFERENCE)
+            ],
+        }
+    return summary
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_table(rows, summary, solvers) -> None:
+    header = f"{'problem':<12}{'n':>5} {'solver':<17}{'status':<8}{'stop':<20}{'iters':>6}"
+    header += f"{'fevals':>7}{'|g|':>10}{'f':>14}{'compile s':>10}{'wall ms':>10}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        if r["status"] == "error":
+            print(f"{r['problem']:<12}{r['size']:>5} {r['solver']:<17}error   {r['error'][:60]}")
+            continue
+        print(
+            f"{r['problem']:<12}{r['size']:>5} {r['solver']:<17}{r['status']:<8}"
+            f"{r['stop'][:19]:<20}{r['iterations']:>6}{r['fevals']:>7}{r['grad_norm']:>10.1e}"
+            f"{r['fun']:>14.6e}{r['compile_s']:>10.2f}{1e3 * r['wall_s']:>10.2f}"
+        )
+    print()
+    count = summary["problems"]
+    header = f"{'solver':<17}{'solved':>10}{'both':>6}{'fevals/scipy':>14}{'faster':>12}"
+    header += f"{'wall/scipy':>12}{'compile s':>11}  scipy solves, this does not"
+    print(header)
+    print("-" * len(header))
+    for solver in solvers:
+        s = summary[solver]
+        v = s.get("vs_scipy")
+        line = f"{solver:<17}{s['solved']:>6}/{count:<3}"
+        if v is None:
+            line += f"{'':>6}{'':>14}{'':>12}{'':>12}"
+        else:
+            line += f"{v['solved_by_both']:>6}{_number(v['geomean_fevals_ratio'], 3):>14}"
+            line += f"{v['faster_wall']:>6}/{v['solved_by_both']:<5}"
+            line += f"{_number(v['geomean_wall_ratio'], 3):>12}"
+        line += f"{_number(s['median_compile_s'], 2):>11}"
+        if v is not None:
+            names = v["scipy_solves_this_does_not"]
+            line += f"  {len(names)}: {', '.join(names)}"
+        print(line)
+    print()
+    for solver in solvers:
+        print(f"{solver:<17} stops: {summary[solver]['stops']}")
 
 
 def main(argv=None) -> int:
     args = _parse_args(argv)
     jax.config.update("jax_enable_x64", not args.float32)
+    solvers = [s for s in args.solvers.split(",") if s]
+    unknown = set(solvers) - set(SOLVERS)
+    if unknown:
+        raise SystemExit(f"unknown solvers {sorted(unknown)}; choose from {', '.join(SOLVERS)}")
+    if args.from_json:
+        report = json.loads(args.out.read_text())
+        _finish(report["rows"], report["solvers"], report, args)
+        return 0
+    problems = cutest.unconstrained(args.max_size)
+    if args.problems:
+        wanted = set(args.problems.split(","))
+        problems = [p for p in problems if p.name in wanted]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    for problem in tqdm(_problems(args), desc="problems", unit="problem"):
-        rows.extend(_bench_problem(problem, args))
-
-    header = f"{'problem':<26}{'solver':<12}{'iters':>7}{'fevals':>8}{'|grad|':>10}"
-    header += f"{'compile s':>11}{'wall ms':>11}{'cpu ms':>11}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(
-            f"{row['problem']:<26}{row['solver']:<12}{row['iterations']:>7}{row['fevals']:>8}"
-            f"{row['grad_norm']:>10.1e}{row['compile_s']:>11.2f}{1e3 * row['wall_s']:>11.2f}"
-            f"{1e3 * row['cpu_s']:>11.2f}"
-        )
-    report = {
+    config = {
         "tol": args.tol,
+        "tol_rule": "relative: tol * |g(x0)|" if args.float32 else "absolute",
+        "maxiter": args.maxiter,
+        "max_size": args.max_size,
+        "memory": 10,
         "dtype": "float32" if args.float32 else "float64",
         "device": device_info(),
         "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
-        "rows": rows,
+        "solvers": solvers,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.out}")
+    for index, problem in enumerate(problems):
+        start = time.perf_counter()
+        new = _bench_problem(problem, solvers, args)
+        rows.extend(new)
+        status = ", ".join(f"{r['solver']} {r['status']}" for r in new)
+        took = time.perf_counter() - start
+        print(
+            f"[{index + 1}/{len(problems)}] {problem.name} (n={problem.size}): {status} "
+            f"({took:.0f} s)",
+            flush=True,
+        )
+        args.out.write_text(json.dumps({**config, "rows": rows}, indent=2))
+    _finish(rows, solvers, config, args)
     return 0
+
+
+def _finish(rows, solvers, config, args) -> None:
+    """Write the summary into the JSON, print the tables and draw the profiles."""
+    summary = _summary(rows, solvers)
+    config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
+    args.out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
+    _print_table(rows, summary, solvers)
+    names = list(dict.fromkeys(r["problem"] for r in rows))
+    panels = {
+        measure_name: {s: _cost(rows, names, s, measure) for s in solvers}
+        for measure_name, measure in (("function evaluations", "fevals"), ("wall time", "wall_s"))
+    }
+    figure = args.out.with_suffix(".png")
+    title = f"unconstrained CUTEst (sif2jax, n <= {config['max_size']}), {config['dtype']}"
+    profiles.plot_profiles(panels, figure, title=title)
+    print(f"wrote {args.out} and {figure}")
 
 
 if __name__ == "__main__":

@@ -123,3 +123,47 @@ def test_bad_options_raise():
         jl.lbfgs(learning_rate=-1.0)
     with pytest.raises(ValueError, match="linesearch"):
         jl.lbfgs(learning_rate=1.0, linesearch=jl.scale_by_zoom_linesearch())
+
+
+def _with_bad_memory(state, x, grad):
+    """An L-BFGS memory whose one pair (s = e1, y = 1e-12 e1) claims almost no curvature
+    along e1: its direction overshoots by a factor of about 1e12 there."""
+    memory = state[0]
+    bad = memory._replace(
+        iterations=jnp.ones((), jnp.int32),
+        params=x,
+        grad=grad,  # the next update forms s = y = 0, a pair it skips
+        s_memory=memory.s_memory.at[0].set(jnp.array([1.0, 0.0])),
+        y_memory=memory.y_memory.at[0].set(jnp.array([1e-12, 0.0])),
+        rho=memory.rho.at[0].set(1e12),
+        next_slot=jnp.ones((), jnp.int32),
+        gamma=jnp.asarray(0.5, memory.gamma.dtype),
+    )
+    return (bad, *state[1:])
+
+
+def test_failed_search_clears_the_memory_and_retries_along_steepest_descent(float64):
+    """f = |x|^2: the bad memory's direction overshoots, and a one-evaluation search finds
+    no decrease along it (the plain chain, without the retry, fails). The retry along
+    -gamma g = -x (gamma = 0.5) lands on the minimum."""
+
+    def fun(x):
+        return jnp.sum(x**2)
+
+    x = jnp.array([1.0, 2.0])
+    value, grad = jax.value_and_grad(fun)(x)
+    search = jl.scale_by_hager_zhang_linesearch(max_steps=1)
+    plain = jl.chain(jl.scale_by_lbfgs(), search)
+    state = _with_bad_memory(plain.init(x), x, grad)
+    updates, failed_state = plain.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+    assert bool(jl.lbfgs_info(failed_state).linesearch_failed) and jnp.all(updates == 0)
+
+    optimizer = jl.lbfgs(linesearch=search)
+    state = _with_bad_memory(optimizer.init(x), x, grad)
+    updates, new_state = optimizer.update(grad, state, x, value=value, grad=grad, value_fn=fun)
+    info = jl.lbfgs_info(new_state)
+    assert int(info.restarts) == 1 and not bool(info.linesearch_failed)
+    assert not jnp.any(new_state[0].rho != 0)  # memory cleared
+    assert int(info.fevals) == 1 + 2  # the start, the failed trial, the retry's one trial
+    np.testing.assert_allclose(jl.apply_updates(x, updates), jnp.zeros(2), atol=1e-12)
+    np.testing.assert_allclose(info.value, 0.0, atol=1e-20)

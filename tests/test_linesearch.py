@@ -58,7 +58,7 @@ def test_zoom_meets_strong_wolfe(initial_step):
     assert 1 <= calls <= 20
 
 
-@pytest.mark.parametrize("search", [jl.zoom_search, jl.backtracking_search])
+@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search])
 def test_accepted_first_trial_costs_one_evaluation(search):
     problem = problems.quadratic(8, 10.0)
     x = problem.x0
@@ -80,7 +80,7 @@ def test_backtracking_meets_armijo_with_few_evaluations():
     assert int(result.fevals) == calls <= 10
 
 
-@pytest.mark.parametrize("search", [jl.zoom_search, jl.backtracking_search])
+@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search])
 def test_ascent_direction_fails_cleanly(search):
     problem = problems.rosenbrock(2)
     x = problem.x0
@@ -91,19 +91,23 @@ def test_ascent_direction_fails_cleanly(search):
     np.testing.assert_array_equal(result.grad, grad)
 
 
-def test_zoom_returns_best_point_without_nan_on_overflow():
+@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search])
+def test_returns_best_point_without_nan_on_overflow(search):
     def fun(x):  # finite only near the origin: large steps give inf/NaN
         return jnp.sum(jnp.where(jnp.abs(x) < 5, x**2, jnp.inf))
 
     x = jnp.array([1.0, -2.0])
-    _, _, result, _ = _search(jl.zoom_search, fun, x, -x, initial_step=100.0)
+    _, _, result, _ = _search(search, fun, x, -x, initial_step=100.0)
     assert jnp.isfinite(result.value) and jnp.all(jnp.isfinite(result.grad))
     assert result.value < fun(x)
 
 
-def test_transformation_reuses_accepted_point():
+@pytest.mark.parametrize(
+    "factory", [jl.scale_by_zoom_linesearch, jl.scale_by_hager_zhang_linesearch]
+)
+def test_transformation_reuses_accepted_point(factory):
     problem = problems.rosenbrock(2)
-    linesearch = jl.scale_by_zoom_linesearch()
+    linesearch = factory()
     value_and_grad = jl.value_and_grad_from_state(problem.fun)
     x, state = problem.x0, linesearch.init(problem.x0)
     for _ in range(3):
@@ -125,6 +129,9 @@ def test_transformation_reuses_accepted_point():
         (jl.scale_by_zoom_linesearch, {"c1": 0.0}, "c1"),
         (jl.scale_by_zoom_linesearch, {"c1": 0.5, "c2": 0.4}, "c2"),
         (jl.scale_by_zoom_linesearch, {"max_steps": 0}, "max_steps"),
+        (jl.scale_by_hager_zhang_linesearch, {"delta": 0.6}, "delta"),
+        (jl.scale_by_hager_zhang_linesearch, {"c2": 0.05}, "c2"),
+        (jl.scale_by_hager_zhang_linesearch, {"epsilon": -1.0}, "epsilon"),
         (jl.scale_by_backtracking_linesearch, {"c1": 1.5}, "c1"),
         (jl.scale_by_backtracking_linesearch, {"initial_step": -1.0}, "initial_step"),
     ],
@@ -132,3 +139,109 @@ def test_transformation_reuses_accepted_point():
 def test_bad_options_raise(factory, options, name):
     with pytest.raises(ValueError, match=name):
         factory(**options)
+
+
+# --------------------------------------------------------------------- Hager-Zhang on 1-D
+
+
+def _more_thuente_phi0(t, beta=0.01):
+    return jnp.where(
+        t <= 1 - beta,
+        1 - t,
+        jnp.where(t >= 1 + beta, t - 1, (t - 1) ** 2 / (2 * beta) + beta / 2),
+    )
+
+
+def _yanai(beta1, beta2):
+    def gamma(beta):
+        return jnp.sqrt(1 + beta**2) - beta
+
+    return lambda t: (
+        gamma(beta1) * jnp.sqrt((1 - t) ** 2 + beta2**2) + gamma(beta2) * jnp.sqrt(t**2 + beta1**2)
+    )
+
+
+# phi(t) along t >= 0 with phi'(0) < 0: scaled quadratics, the six test functions of
+# More and Thuente (1994, table 1-6), and a quadratic whose decrease near its minimum is
+# below float64 rounding (f ~ 1e8, change ~ 1e-10): flat in the last digits.
+ONE_D = {
+    "quadratic": lambda t: (t - 3.0) ** 2,
+    "quadratic_steep": lambda t: 1e6 * (t - 1e-3) ** 2,
+    "quadratic_shallow": lambda t: 1e-6 * (t - 1e3) ** 2,
+    "more_thuente1": lambda t: -t / (t**2 + 2.0),
+    "more_thuente2": lambda t: (t + 0.004) ** 5 - 2 * (t + 0.004) ** 4,
+    "more_thuente3": lambda t: (
+        _more_thuente_phi0(t) + 2 * (1 - 0.01) / (39 * jnp.pi) * jnp.sin(39 * jnp.pi * t / 2)
+    ),
+    "more_thuente4": _yanai(0.001, 0.001),
+    "more_thuente5": _yanai(0.01, 0.001),
+    "more_thuente6": _yanai(0.001, 0.01),
+    "flat_last_digits": lambda t: 1e8 + 0.5 * (t - 1e-5) ** 2,
+}
+
+
+def _approximate_wolfe_or_wolfe(phi0, slope0, value, slope, step, c1=1e-4, delta=0.1):
+    c2, ceiling = 0.9, phi0 + 1e-6 * abs(phi0)
+    wolfe = value - phi0 <= c1 * step * slope0 and slope >= c2 * slope0
+    approximate = (2 * delta - 1) * slope0 >= slope >= c2 * slope0 and value <= ceiling
+    return wolfe or approximate
+
+
+@pytest.mark.parametrize("initial_step", [1e-3, 1.0, 1e3], ids=["small", "unit", "large"])
+@pytest.mark.parametrize("name", sorted(ONE_D))
+def test_hager_zhang_accepts_only_wolfe_or_approximate_wolfe_steps(float64, name, initial_step):
+    phi = ONE_D[name]
+
+    def fun(x):
+        return jnp.sum(phi(x))
+
+    x, direction = jnp.zeros(1), jnp.ones(1)
+    phi0, slope0 = float(phi(0.0)), float(jax.grad(phi)(0.0))
+    assert slope0 < 0
+    _, _, result, calls = _search(
+        jl.hager_zhang_search, fun, x, direction, initial_step=initial_step
+    )
+    step = float(result.step)
+    # the oracle: phi and phi' evaluated afresh at the accepted step
+    value, slope = float(phi(step)), float(jax.grad(phi)(step))
+    assert not result.failed and step > 0
+    assert _approximate_wolfe_or_wolfe(phi0, slope0, value, slope, step), (value, slope)
+    _assert_is_accepted_point(fun, x, direction, result)
+    assert int(result.fevals) == calls <= 20
+
+
+def test_hager_zhang_makes_progress_where_the_decrease_is_below_rounding(float64):
+    """Along a line where f changes below rounding, the slope still says where the minimum
+    is (t = 1e-5): from an overshooting first step the secant lands next to it, and the
+    approximate Wolfe conditions accept it although f did not decrease."""
+    phi = ONE_D["flat_last_digits"]
+
+    def fun(x):
+        return jnp.sum(phi(x))
+
+    x, direction = jnp.zeros(1), jnp.ones(1)
+    assert float(phi(1e-5)) == float(phi(0.0))  # the whole decrease is lost to rounding
+    value, _, result, _ = _search(jl.hager_zhang_search, fun, x, direction, initial_step=1.0)
+    assert not result.failed and float(result.value) == float(value)
+    np.testing.assert_allclose(float(result.step), 1e-5, rtol=0.1)
+    assert abs(float(result.grad[0])) <= 0.1 * abs(float(jax.grad(phi)(0.0)))
+
+
+@pytest.mark.parametrize("max_steps", [1, 3, 7])
+def test_hager_zhang_evaluations_are_bounded(float64, max_steps):
+    """The rippled More-Thuente function 3 from a huge first step: the search may give up,
+    but never evaluates more than max_steps times and never returns NaN."""
+    phi = ONE_D["more_thuente3"]
+
+    def fun(x):
+        return jnp.sum(phi(x))
+
+    x, direction = jnp.zeros(1), jnp.ones(1)
+    value, _, result, calls = _search(
+        jl.hager_zhang_search, fun, x, direction, initial_step=1e6, max_steps=max_steps
+    )
+    assert int(result.fevals) == calls <= max_steps
+    assert np.isfinite(float(result.value)) and np.isfinite(float(result.grad[0]))
+    assert float(result.value) <= float(value)
+    if result.failed:
+        assert float(result.step) == 0

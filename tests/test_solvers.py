@@ -16,14 +16,7 @@ from jaxopt_lab import cli, problems
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def float64():
-    """x64 is global: switch it on for this module only and restore it afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
-    jax.clear_caches()
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 class _Reached(Exception):
@@ -315,3 +308,50 @@ def test_an_option_the_method_does_not_take_is_refused(method, option):
     rosen = problems.rosenbrock(2)
     with pytest.raises(ValueError, match=f"method '{method}' takes no option '{option}'"):
         jl.minimize(rosen.fun, rosen.x0, method, **{option: 1})
+
+
+@pytest.mark.parametrize("condition", [1e4, 1e5, 1e6])
+def test_ill_conditioned_quadratics_reach_a_tight_tolerance(condition):
+    """Near the minimum of a 100-D quadratic of condition 1e4..1e6, f changes below
+    rounding long before ||g|| <= 1e-6; the approximate Wolfe conditions keep the line
+    search accepting steps by their slopes (the zoom search stopped at ||g|| 2e-5 to 2e-3)."""
+    problem = problems.quadratic(100, condition)
+    result = jl.minimize(problem.fun, problem.x0, "lbfgs", tol=1e-6, maxiter=20000)
+    assert int(result.status) == jl.Status.CONVERGED, result.message
+    a, b = problem.fun.args
+    grad = np.asarray(a, np.float64) @ np.asarray(result.x, np.float64) - np.asarray(b)
+    assert np.linalg.norm(grad) <= 1.01e-6  # the closed-form gradient, not the solver's
+    # |x - x*| <= |g| / lambda_min, lambda_min = 1
+    np.testing.assert_allclose(result.x, problem.x_min, atol=2e-6)
+
+
+def _nan_below_zero(x):
+    return jnp.sum(jnp.log(x))
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("converged", jl.Status.CONVERGED, "converged"),
+        ("budget", jl.Status.MAX_ITERATIONS, "maxiter"),
+        ("stuck", jl.Status.LINESEARCH_FAILED, "line search"),
+        ("nan", jl.Status.NON_FINITE, "NaN or infinite"),
+    ],
+)
+def test_lbfgs_status_and_message_for_each_way_of_stopping(case, status, words):
+    rosen = problems.rosenbrock(2)
+    if case == "converged":
+        result = jl.minimize(rosen.fun, rosen.x0, "lbfgs", tol=1e-8)
+        np.testing.assert_allclose(result.x, rosen.x_min, atol=1e-7)
+    elif case == "budget":
+        result = jl.minimize(rosen.fun, rosen.x0, "lbfgs", maxiter=3)
+        assert int(result.iterations) == 3 and float(result.grad_norm) > 1e-5
+    elif case == "stuck":  # the reported gradient points uphill: no step decreases f
+        result = jl.minimize(_uphill_gradient, jnp.ones(3), "lbfgs", maxiter=50)
+        np.testing.assert_array_equal(result.x, jnp.ones(3))
+    else:
+        result = jl.minimize(_nan_below_zero, -jnp.ones(2), "lbfgs")
+        assert int(result.iterations) == 0
+    assert int(result.status) == status
+    assert bool(result.converged) == (status == jl.Status.CONVERGED)
+    assert words in result.message

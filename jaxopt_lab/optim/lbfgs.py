@@ -18,8 +18,11 @@ A pair is stored only when :math:`\langle s, y \rangle > \epsilon \langle y, y \
 direction; optax keeps negative-curvature pairs (optax#1708). Before any pair exists,
 :math:`d_0 = -g_0 / \|g_0\|` (a unit-length first move, as in L-BFGS-B).
 
-:func:`lbfgs` chains :func:`scale_by_lbfgs` with a line search (strong Wolfe by default)
-or a fixed learning rate. Its ``update`` takes the objective as extra arguments::
+:func:`lbfgs` chains :func:`scale_by_lbfgs` with a line search (Hager-Zhang by default)
+or a fixed learning rate. When the line search fails along :math:`d_k` while the memory
+holds pairs, the memory is cleared and the search is run once more along the scaled
+steepest descent direction :math:`-\gamma_k g_k` before the failure is reported (counted in
+``restarts``). Its ``update`` takes the objective as extra arguments::
 
     opt = jl.lbfgs()
     state = opt.init(x)
@@ -56,7 +59,7 @@ from jaxopt_lab.optim.base import (
     tree_zeros_like,
 )
 from jaxopt_lab.optim.first_order import scale_by_learning_rate
-from jaxopt_lab.optim.linesearch import linesearch_state, scale_by_zoom_linesearch
+from jaxopt_lab.optim.linesearch import linesearch_state, scale_by_hager_zhang_linesearch
 
 
 class ScaleByLbfgsState(NamedTuple):
@@ -71,6 +74,7 @@ class ScaleByLbfgsState(NamedTuple):
     next_slot: jax.Array
     gamma: jax.Array
     skipped_pairs: jax.Array
+    restarts: jax.Array
 
 
 def _memory_slot(memory: PyTree, index: jax.Array) -> PyTree:
@@ -131,6 +135,7 @@ def scale_by_lbfgs(
             next_slot=jnp.zeros((), jnp.int32),
             gamma=jnp.zeros((), dtype),
             skipped_pairs=jnp.zeros((), jnp.int32),
+            restarts=jnp.zeros((), jnp.int32),
         )
 
     def update_fn(updates, state, params=None):
@@ -174,6 +179,40 @@ def scale_by_lbfgs(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _restarting(
+    memory: optax.GradientTransformation, linesearch: optax.GradientTransformationExtraArgs
+) -> optax.GradientTransformationExtraArgs:
+    """``chain(memory, linesearch)`` that, when the search fails along the L-BFGS direction
+    of a non-empty memory, clears the memory and searches once more along
+    :math:`-\\gamma g` (:math:`\\gamma` of the newest pair). The state is the chain's tuple."""
+    linesearch = optax.with_extra_args_support(linesearch)
+
+    def init_fn(params: PyTree) -> tuple:
+        return memory.init(params), linesearch.init(params)
+
+    def update_fn(updates, state, params=None, **extra_args):
+        grad = updates
+        direction, memory_state = memory.update(grad, state[0], params)
+        step, search_state = linesearch.update(direction, state[1], params, **extra_args)
+        searched = linesearch_state(search_state)
+        if searched is None:  # a transformation that reports no failure: nothing to retry
+            return step, (memory_state, search_state)
+        retry = searched.failed & jnp.any(memory_state.rho != 0)
+
+        def restart():
+            steepest = tree_scale(-memory_state.gamma, grad)
+            retried, retried_state = linesearch.update(steepest, search_state, params, **extra_args)
+            cleared = memory_state._replace(
+                rho=jnp.zeros_like(memory_state.rho),
+                restarts=safe_increment(memory_state.restarts),
+            )
+            return retried, (cleared, retried_state)
+
+        return jax.lax.cond(retry, restart, lambda: (step, (memory_state, search_state)))
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def lbfgs(
     learning_rate: float | None = None,
     memory_size: int = 10,
@@ -183,17 +222,22 @@ def lbfgs(
     r"""L-BFGS: :math:`x_{k+1} = x_k + t_k d_k`, :math:`d_k = -H_k g_k` (see module doc).
 
     The step :math:`t_k` comes from ``linesearch`` (default
-    :func:`~jaxopt_lab.optim.linesearch.scale_by_zoom_linesearch`, strong Wolfe with
-    :math:`c_1 = 10^{-4}, c_2 = 0.9`) or, when ``learning_rate`` is given, is that constant.
+    :func:`~jaxopt_lab.optim.linesearch.scale_by_hager_zhang_linesearch`, Wolfe or
+    approximate Wolfe with :math:`\delta = 0.1, \sigma = 0.9, \epsilon = 10^{-6}`) or, when
+    ``learning_rate`` is given, is that constant. A failed line search clears the memory
+    and is retried once along :math:`-\gamma_k g_k` (module doc).
     ``update`` takes ``value=f(x_k)``, ``grad=g_k`` and ``value_fn=f`` as keyword arguments.
     """
     if learning_rate is not None:
         if linesearch is not None:
             raise ValueError("give either learning_rate or linesearch, not both")
-        step = scale_by_learning_rate(learning_rate, flip_sign=False)
-    else:
-        step = scale_by_zoom_linesearch() if linesearch is None else linesearch
-    return chain(scale_by_lbfgs(memory_size, scale_init_precond), step)
+        return chain(
+            scale_by_lbfgs(memory_size, scale_init_precond),
+            scale_by_learning_rate(learning_rate, flip_sign=False),
+        )
+    if linesearch is None:
+        linesearch = scale_by_hager_zhang_linesearch()
+    return _restarting(scale_by_lbfgs(memory_size, scale_init_precond), linesearch)
 
 
 class LbfgsInfo(NamedTuple):
@@ -212,6 +256,7 @@ class LbfgsInfo(NamedTuple):
     grad_norm: jax.Array
     linesearch_failed: jax.Array
     skipped_pairs: jax.Array
+    restarts: jax.Array
 
 
 def lbfgs_info(state: Any) -> LbfgsInfo:
@@ -229,6 +274,7 @@ def lbfgs_info(state: Any) -> LbfgsInfo:
             grad_norm=tree_l2_norm(memory.grad),
             linesearch_failed=jnp.asarray(False),
             skipped_pairs=memory.skipped_pairs,
+            restarts=memory.restarts,
         )
     return LbfgsInfo(
         iterations=memory.iterations,
@@ -237,4 +283,5 @@ def lbfgs_info(state: Any) -> LbfgsInfo:
         grad_norm=tree_l2_norm(search.grad),
         linesearch_failed=search.failed,
         skipped_pairs=memory.skipped_pairs,
+        restarts=memory.restarts,
     )

@@ -9,6 +9,12 @@ Both searches look at :math:`\phi(t) = f(x + t d)` and its slope
 
   by expanding the trial step until a bracket is found, then shrinking the bracket
   ("zoom") with safeguarded cubic interpolation.
+- :func:`hager_zhang_search` (Hager and Zhang 2005, 2006) accepts a step satisfying the
+  Wolfe conditions or the approximate Wolfe conditions
+  :math:`(2\delta - 1) \phi'(0) \ge \phi'(t) \ge \sigma \phi'(0)`,
+  :math:`\phi(t) \le \phi(0) + \epsilon |\phi(0)|`, which test the slope instead of a
+  decrease that rounding can hide; it brackets, then shrinks the bracket by double
+  secant steps and bisection.
 - :func:`backtracking_search` finds a step satisfying the Armijo (sufficient decrease)
   condition alone, shrinking the step by quadratic interpolation.
 
@@ -18,9 +24,10 @@ trial is accepted costs exactly one evaluation. Each search is one ``lax.while_l
 a bounded number of evaluations; when it finds no sufficient decrease it returns step 0
 (the starting point) and ``failed=True``, never NaN.
 
-:func:`scale_by_zoom_linesearch` and :func:`scale_by_backtracking_linesearch` wrap the
-searches as gradient transformations that scale the incoming direction by the step and
-keep the accepted value and gradient in their state (see :func:`value_and_grad_from_state`).
+:func:`scale_by_zoom_linesearch`, :func:`scale_by_hager_zhang_linesearch` and
+:func:`scale_by_backtracking_linesearch` wrap the searches as gradient transformations
+that scale the incoming direction by the step and keep the accepted value and gradient in
+their state (see :func:`value_and_grad_from_state`).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import optax
 
 from jaxopt_lab.optim.base import (
     PyTree,
+    check_non_negative,
     check_positive,
     check_positive_int,
     find_states,
@@ -191,6 +199,205 @@ def zoom_search(
     return LineSearchResult(best.step, best.value, best.grad, final.fevals, best.step == 0)
 
 
+# Phases of the Hager-Zhang search; one evaluation per loop iteration. CHECK is resolved
+# without an evaluation (step L2 of the paper: bisect unless the bracket shrank enough).
+_EXPAND, _SECANT, _SECANT2, _BISECT, _SHRINK, _CHECK = range(6)
+
+
+class _HagerZhangCarry(NamedTuple):
+    a: _Point  # phi(a) <= phi(0) + eps_k, phi'(a) < 0 (the origin at first)
+    b: _Point  # phi'(b) >= 0 once bracketed (step inf while expanding)
+    best: _Point  # the accepted trial, else the lowest finite point so far
+    phase: jax.Array
+    resume: jax.Array  # the phase after a _SHRINK loop ends
+    width: jax.Array  # b - a when the current double secant step began
+    next_step: jax.Array
+    accepted: jax.Array
+    fevals: jax.Array
+
+
+def _secant(a: _Point, b: _Point) -> jax.Array:
+    """Zero of the line through ``(a, phi'(a))`` and ``(b, phi'(b))``."""
+    return (a.step * b.slope - b.step * a.slope) / (b.slope - a.slope)
+
+
+def _strictly_inside(step: jax.Array, a: _Point, b: _Point) -> jax.Array:
+    return jnp.isfinite(step) & (step > a.step) & (step < b.step)
+
+
+def _shrink_step(a: _Point, b: _Point) -> jax.Array:
+    """Minimiser of the quadratic through ``phi(a), phi'(a), phi(b)``, kept within
+    ``[a + 0.1 w, a + 0.5 w]`` (``w = b - a``); the midpoint when ``phi(b)`` is not finite."""
+    width = b.step - a.step
+    curvature = b.value - a.value - a.slope * width
+    step = a.step - a.slope * width**2 / (2 * curvature)
+    step = jnp.clip(step, a.step + 0.1 * width, a.step + 0.5 * width)
+    return jnp.where(jnp.isfinite(step), step, a.step + 0.5 * width)
+
+
+def hager_zhang_search(
+    value_and_grad_fn: ValueAndGradFn,
+    params: PyTree,
+    value: jax.Array,
+    grad: PyTree,
+    direction: PyTree,
+    *,
+    initial_step: float | jax.Array = 1.0,
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    delta: float = 0.1,
+    epsilon: float = 1e-6,
+    shrinkage: float = 0.66,
+    expansion: float = 5.0,
+    max_steps: int = 20,
+) -> LineSearchResult:
+    r"""Hager-Zhang line search: Wolfe or approximate Wolfe, by bracketing and secants.
+
+    With :math:`\epsilon_k = \epsilon |\phi(0)|`, a trial step :math:`t` is accepted when
+
+    .. math::
+
+        \text{Wolfe:}\quad \phi(t) - \phi(0) \le c_1 t \phi'(0),\quad
+        \phi'(t) \ge c_2 \phi'(0) \\
+        \text{approximate Wolfe:}\quad (2\delta - 1)\phi'(0) \ge \phi'(t) \ge
+        c_2 \phi'(0),\quad \phi(t) \le \phi(0) + \epsilon_k
+
+    (Hager and Zhang 2005, 2006, with their :math:`\sigma = c_2 = 0.9`,
+    :math:`\delta = 0.1`, :math:`\epsilon = 10^{-6}`). The approximate conditions are
+    what the Wolfe conditions with :math:`c_1 = \delta` become for a quadratic, written
+    in slopes alone: near a minimum, where :math:`\phi(0) - \phi(t)` is below rounding,
+    they still accept a step that reduces the slope. The Wolfe test uses its own
+    :math:`c_1 = 10^{-4}` (scipy's and the zoom search's): with the paper's
+    :math:`c_1 = \delta = 0.1`, L-BFGS needed 624 evaluations instead of 604 on 100-D
+    Rosenbrock.
+
+    The search keeps a bracket :math:`[a, b]` with :math:`\phi'(a) < 0`,
+    :math:`\phi(a) \le \phi(0) + \epsilon_k` and :math:`\phi'(b) \ge 0`. Every evaluated
+    point :math:`c` updates it the same way: :math:`\phi'(c) \ge 0` makes :math:`c` the
+    new :math:`b`; :math:`\phi'(c) < 0` with :math:`\phi(c) \le \phi(0) + \epsilon_k` makes
+    it the new :math:`a`; otherwise (too high, or not finite) :math:`b = c` and the
+    search shrinks :math:`[a, b]` towards :math:`a` until a trial with
+    :math:`\phi' \ge 0` closes it (the paper bisects; here the trial is the minimiser
+    of the quadratic through :math:`\phi(a), \phi'(a), \phi(b)`, kept within
+    :math:`[a + 0.1 w, a + 0.5 w]`, :math:`w = b - a`, the midpoint if :math:`\phi(b)`
+    is not finite).
+
+    1. Bracket: trial steps ``initial_step`` times ``expansion`` :math:`^j` until one has
+       :math:`\phi' \ge 0` or is too high.
+    2. Two interpolation steps: first the minimiser of the cubic through the values and
+       slopes at :math:`a` and :math:`b` (the paper takes the secant of the slopes,
+       :math:`(a \phi'(b) - b \phi'(a)) / (\phi'(b) - \phi'(a))`; the cubic uses the
+       values too and saved 33 of 657 evaluations on 100-D Rosenbrock), safeguarded to
+       lie 10% inside the bracket (else the midpoint). After the update, if :math:`c`
+       became the new :math:`b`, the second trial is the secant through the old
+       :math:`b` and :math:`c`; if it became :math:`a`, the secant through the old
+       :math:`a` and :math:`c` (the paper's double secant step), evaluated only when it
+       falls inside the new bracket.
+    3. If the bracket did not shrink to ``shrinkage`` of its width before step 2, one
+       bisection; then step 2 again.
+
+    The loop stops at the first accepted trial, after ``max_steps`` evaluations, or when
+    the bracket has shrunk to rounding. Without an accepted step it returns the lowest
+    finite point evaluated if that is below :math:`\phi(0)`, else step 0 and
+    ``failed=True``; never NaN.
+    """
+    origin = _start(value, grad, direction)
+    dtype = origin.slope.dtype
+    slope0 = origin.slope
+    ceiling = origin.value + epsilon * jnp.abs(origin.value)
+    eps = jnp.finfo(dtype).eps
+
+    def is_running(carry: _HagerZhangCarry) -> jax.Array:
+        collapsed = (carry.phase != _EXPAND) & (carry.b.step - carry.a.step <= eps * carry.b.step)
+        return ~carry.accepted & (carry.fevals < max_steps) & (slope0 < 0) & ~collapsed
+
+    def search_step(carry: _HagerZhangCarry) -> _HagerZhangCarry:
+        step, phase = carry.next_step, carry.phase
+        trial = _evaluate(value_and_grad_fn, params, direction, step)
+        finite = jnp.isfinite(trial.value) & jnp.isfinite(trial.slope)
+        curvature = trial.slope >= c2 * slope0
+        wolfe = (trial.value - origin.value <= c1 * step * slope0) & curvature
+        approximate = (
+            (trial.value <= ceiling) & curvature & (trial.slope <= (2 * delta - 1) * slope0)
+        )
+        accepted = finite & (wolfe | approximate)
+        rising = finite & (trial.slope >= 0)
+        low = finite & ~rising & (trial.value <= ceiling)
+        high = ~rising & ~low
+        point = trial._replace(grad=None)
+        a = _select(low, point, carry.a)
+        b = _select(low, carry.b, point)
+
+        # the second secant step goes through the end that c replaced
+        replaced = _select(rising, carry.b, carry.a)
+        second = _secant(replaced, point)
+        second_ok = _strictly_inside(second, a, b)
+        target = jnp.select(
+            [
+                phase == _SHRINK,
+                high,
+                phase == _EXPAND,
+                phase == _SECANT,
+                phase == _SECANT2,
+            ],
+            [
+                jnp.where(rising, carry.resume, _SHRINK),
+                _SHRINK,
+                jnp.where(rising, _SECANT, _EXPAND),
+                jnp.where(second_ok, _SECANT2, _CHECK),
+                _CHECK,
+            ],
+            _SECANT,  # after a bisection (_BISECT)
+        )
+        resume = jnp.where(
+            high & (phase != _SHRINK),
+            jnp.where((phase == _EXPAND) | (phase == _BISECT), _SECANT, _CHECK),
+            carry.resume,
+        )
+        shrank = b.step - a.step <= shrinkage * carry.width
+        target = jnp.where(target == _CHECK, jnp.where(shrank, _SECANT, _BISECT), target)
+        midpoint = 0.5 * (a.step + b.step)
+        next_step = jnp.select(
+            [target == _EXPAND, target == _SECANT, target == _SECANT2, target == _SHRINK],
+            [
+                step * expansion,
+                _cubic_minimizer(a, b),
+                second,
+                _shrink_step(a, b),
+            ],
+            midpoint,
+        )
+        better = finite & (trial.value < carry.best.value)
+        return _HagerZhangCarry(
+            a=a,
+            b=b,
+            best=_select(accepted | better, trial, carry.best),
+            phase=target,
+            resume=resume,
+            width=jnp.where(target == _SECANT, b.step - a.step, carry.width),
+            next_step=next_step,
+            accepted=accepted,
+            fevals=carry.fevals + 1,
+        )
+
+    init = _HagerZhangCarry(
+        a=origin._replace(grad=None),
+        b=_Point(jnp.asarray(jnp.inf, dtype), origin.value, origin.slope, None),
+        best=origin,
+        phase=jnp.asarray(_EXPAND, jnp.int32),
+        resume=jnp.asarray(_SECANT, jnp.int32),
+        width=jnp.asarray(jnp.inf, dtype),
+        next_step=jnp.asarray(initial_step, dtype),
+        accepted=jnp.asarray(False),
+        fevals=jnp.zeros((), jnp.int32),
+    )
+    final = jax.lax.while_loop(is_running, search_step, init)
+    best = final.best
+    failed = ~final.accepted & ~(best.value < origin.value)
+    best = _select(failed, origin, best)
+    return LineSearchResult(best.step, best.value, best.grad, final.fevals, failed)
+
+
 def backtracking_search(
     value_and_grad_fn: ValueAndGradFn,
     params: PyTree,
@@ -295,6 +502,38 @@ def scale_by_zoom_linesearch(
 
     search = functools.partial(
         zoom_search, initial_step=initial_step, c1=c1, c2=c2, max_steps=max_steps
+    )
+    return _linesearch_transformation(search)
+
+
+def scale_by_hager_zhang_linesearch(
+    c1: float = 1e-4,
+    c2: float = 0.9,
+    delta: float = 0.1,
+    epsilon: float = 1e-6,
+    max_steps: int = 20,
+    initial_step: float = 1.0,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Scale the direction :math:`d` by a Wolfe or approximate-Wolfe step :math:`t`
+    (:func:`hager_zhang_search`).
+
+    Same calling convention and state as :func:`scale_by_zoom_linesearch`.
+    """
+    _check_wolfe_constants(c1, c2)
+    if not 0 < delta < 0.5 or delta > c2:
+        raise ValueError(f"delta must lie in (0, min(0.5, c2)), got {delta!r}")
+    check_non_negative("epsilon", epsilon)
+    check_positive_int("max_steps", max_steps)
+    check_positive("initial_step", initial_step)
+
+    search = functools.partial(
+        hager_zhang_search,
+        initial_step=initial_step,
+        c1=c1,
+        c2=c2,
+        delta=delta,
+        epsilon=epsilon,
+        max_steps=max_steps,
     )
     return _linesearch_transformation(search)
 

@@ -2,8 +2,11 @@ r"""``minimize``: a full-batch solver whose whole run is one jitted ``lax.while_
 
 ``method`` is a name or any gradient transformation:
 
-- ``"lbfgs"``: :func:`~jaxopt_lab.optim.lbfgs.lbfgs` with the strong-Wolfe zoom line search
-  (options: ``memory_size``, ``scale_init_precond``, ``linesearch_steps``).
+- ``"lbfgs"``: :func:`~jaxopt_lab.optim.lbfgs.lbfgs` (options: ``memory_size``,
+  ``scale_init_precond``, ``linesearch`` = ``"hager_zhang"`` (default: Wolfe or approximate
+  Wolfe) or ``"zoom"`` (strong Wolfe), ``linesearch_steps``, the evaluations allowed per
+  search). A failed search clears the memory and is retried once along steepest descent
+  before the solve stops with ``LINESEARCH_FAILED``.
 - ``"newton"``: :func:`~jaxopt_lab.optim.newton.newton`, the exact Hessian with
   eigenvalues floored at ``damping``, then Armijo backtracking (options: ``damping``,
   ``max_linesearch_steps``).
@@ -77,7 +80,11 @@ from jaxopt_lab.optim.base import (
 from jaxopt_lab.optim.implicit import implicit_minimum
 from jaxopt_lab.optim.lbfgs import lbfgs
 from jaxopt_lab.optim.lbfgsb import lbfgsb, projected_gradient
-from jaxopt_lab.optim.linesearch import linesearch_state, scale_by_zoom_linesearch
+from jaxopt_lab.optim.linesearch import (
+    linesearch_state,
+    scale_by_hager_zhang_linesearch,
+    scale_by_zoom_linesearch,
+)
 from jaxopt_lab.optim.newton import newton
 from jaxopt_lab.optim.projection import project, projection_box
 from jaxopt_lab.optim.registry import OPTIMIZER_NAMES, make_optimizer, optimizer_options
@@ -125,13 +132,27 @@ class OptimizeResult(NamedTuple):
         return "\n".join(MESSAGES[Status(int(code))] for code in codes)
 
 
+# line search name -> its transformation, built from the evaluations allowed per search
+LINESEARCHES: dict[str, Callable[..., optax.GradientTransformationExtraArgs]] = {
+    "hager_zhang": scale_by_hager_zhang_linesearch,
+    "zoom": scale_by_zoom_linesearch,
+}
+
+
 def _lbfgs(
-    memory_size: int = 10, scale_init_precond: bool = True, linesearch_steps: int = 20
+    memory_size: int = 10,
+    scale_init_precond: bool = True,
+    linesearch: str = "hager_zhang",
+    linesearch_steps: int = 20,
 ) -> optax.GradientTransformationExtraArgs:
+    if linesearch not in LINESEARCHES:
+        raise ValueError(
+            f"unknown linesearch {linesearch!r}; choose one of {', '.join(LINESEARCHES)}"
+        )
     return lbfgs(
         memory_size=memory_size,
         scale_init_precond=scale_init_precond,
-        linesearch=scale_by_zoom_linesearch(max_steps=linesearch_steps),
+        linesearch=LINESEARCHES[linesearch](max_steps=linesearch_steps),
     )
 
 

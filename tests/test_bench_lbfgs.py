@@ -1,0 +1,46 @@
+"""benchmarks/bench_lbfgs.py end to end on two tiny CUTEst problems: every row is counted
+and checked at the returned point, the summary compares with scipy, the profiles are
+drawn, and --from-json redraws the same summary without running anything."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sif2jax")
+pytestmark = pytest.mark.usefixtures("float64")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lbfgs.py"
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_lbfgs", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_on_two_tiny_problems(tmp_path, capsys):
+    bench = _bench_module()
+    out = tmp_path / "lbfgs.json"
+    argv = ["--problems", "ROSENBR,BEALE", "--solvers", "jaxopt_lab,scipy"]
+    argv += ["--repeats", "1", "--out", str(out)]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    rows = {(r["problem"], r["solver"]): r for r in report["rows"]}
+    assert len(rows) == 4 and out.with_suffix(".png").stat().st_size > 0
+    for row in rows.values():
+        assert row["status"] == "solved" and row["grad_norm"] <= 1e-5
+        assert row["fevals"] >= row["iterations"] >= 1 and row["wall_s"] > 0
+    # ROSENBR's minimum is f = 0 at (1, 1); BEALE's f = 0 at (3, 0.5)
+    assert all(rows[(p, s)]["fun"] < 1e-10 for p, s in rows)
+    ours = report["summary"]["jaxopt_lab"]
+    assert ours["solved"] == 2 and ours["stops"] == {"converged": 2}
+    assert ours["vs_scipy"]["solved_by_both"] == 2
+    assert ours["vs_scipy"]["scipy_solves_this_does_not"] == []
+    printed = capsys.readouterr().out
+    assert bench.main(["--from-json", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"] == report["summary"]
+    redrawn = capsys.readouterr().out
+    assert redrawn.splitlines()[-8:] == printed.splitlines()[-8:]
