@@ -70,10 +70,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cutest  # noqa: E402
 import profiles  # noqa: E402
-from bench_lbfgsb import _cost, _counting, _Log  # noqa: E402
 
 import jaxopt_lab as jl
-from jaxopt_lab.runtime import device_info, summarise
+from jaxopt_lab.runtime import device_info
 
 SOLVERS = (
     "jaxopt_lab",
@@ -120,8 +119,8 @@ def _grad_norm(problem, x) -> tuple[float, float]:
 def _jitted_runner(problem, solve_fn, tol):
     """Compile ``solve_fn(objective, x0, tol) -> (x, iterations, stop)`` once; count with
     the switch on, time with it off. Returns (timed call, row)."""
-    log = _Log()
-    counting = _counting(log, problem.fun)
+    log = cutest.EvaluationLog()
+    counting = cutest.counting(log, problem.fun)
     free = jnp.full(problem.x0.shape, jnp.inf, problem.x0.dtype)
 
     def objective(enabled):
@@ -325,24 +324,8 @@ def _bench_problem(problem, solvers, args) -> list[dict]:
         solved = math.isfinite(row["grad_norm"]) and row["grad_norm"] <= tol
         row["status"] = "solved" if solved else "failed"
         calls[name], rows[name] = call, row
-    times = {name: [] for name in calls}
-    cpu_times = {name: [] for name in calls}
-    spent = 0.0
-    for _ in range(args.repeats):
-        for name, call in calls.items():
-            cpu_start, start = time.process_time(), time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append(time.perf_counter() - start)
-            cpu_times[name].append(time.process_time() - cpu_start)
-            spent += times[name][-1]
-        if spent > args.time_budget:
-            break
-    for name in calls:
-        rows[name].update(
-            wall_s=summarise(times[name]).median_s,
-            cpu_s=summarise(cpu_times[name]).median_s,
-            timed_runs=len(times[name]),
-        )
+    for name, timing in cutest.time_interleaved(calls, args.repeats, args.time_budget).items():
+        rows[name].update(timing)
     return list(rows.values())
 
 
@@ -438,20 +421,13 @@ def _print_table(rows, summary, solvers) -> None:
 def main(argv=None) -> int:
     args = _parse_args(argv)
     jax.config.update("jax_enable_x64", not args.float32)
-    solvers = [s for s in args.solvers.split(",") if s]
-    unknown = set(solvers) - set(SOLVERS)
-    if unknown:
-        raise SystemExit(f"unknown solvers {sorted(unknown)}; choose from {', '.join(SOLVERS)}")
+    solvers = cutest.chosen_solvers(args.solvers, SOLVERS)
     if args.from_json:
         report = json.loads(args.out.read_text())
         _finish(report["rows"], report["solvers"], report, args)
         return 0
-    problems = cutest.unconstrained(args.max_size)
-    if args.problems:
-        wanted = set(args.problems.split(","))
-        problems = [p for p in problems if p.name in wanted]
+    problems = cutest.named(cutest.unconstrained(args.max_size), args.problems)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
     config = {
         "tol": args.tol,
         "tol_rule": "relative: tol * |g(x0)|" if args.float32 else "absolute",
@@ -463,18 +439,9 @@ def main(argv=None) -> int:
         "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
         "solvers": solvers,
     }
-    for index, problem in enumerate(problems):
-        start = time.perf_counter()
-        new = _bench_problem(problem, solvers, args)
-        rows.extend(new)
-        status = ", ".join(f"{r['solver']} {r['status']}" for r in new)
-        took = time.perf_counter() - start
-        print(
-            f"[{index + 1}/{len(problems)}] {problem.name} (n={problem.size}): {status} "
-            f"({took:.0f} s)",
-            flush=True,
-        )
-        args.out.write_text(json.dumps({**config, "rows": rows}, indent=2))
+    rows = cutest.run_all(
+        problems, lambda problem: _bench_problem(problem, solvers, args), config, args.out
+    )
     _finish(rows, solvers, config, args)
     return 0
 
@@ -485,11 +452,7 @@ def _finish(rows, solvers, config, args) -> None:
     config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
     args.out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
     _print_table(rows, summary, solvers)
-    names = list(dict.fromkeys(r["problem"] for r in rows))
-    panels = {
-        measure_name: {s: _cost(rows, names, s, measure) for s in solvers}
-        for measure_name, measure in (("function evaluations", "fevals"), ("wall time", "wall_s"))
-    }
+    panels = profiles.cost_panels(rows, solvers)
     figure = args.out.with_suffix(".png")
     title = f"unconstrained CUTEst (sif2jax, n <= {config['max_size']}), {config['dtype']}"
     profiles.plot_profiles(panels, figure, title=title)

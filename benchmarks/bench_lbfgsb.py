@@ -48,7 +48,7 @@ import cutest  # noqa: E402
 import profiles  # noqa: E402
 
 import jaxopt_lab as jl
-from jaxopt_lab.runtime import device_info, summarise
+from jaxopt_lab.runtime import device_info
 
 SOLVERS = ("jaxopt_lab", "scipy", "jaxopt")
 
@@ -73,32 +73,6 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
-class _Log:
-    """Evaluations and out-of-box evaluations, filled by the wrapped objectives."""
-
-    def __init__(self):
-        self.evaluations = 0
-        self.outside = 0
-
-    def record(self, outside) -> None:
-        self.evaluations += 1
-        self.outside += int(outside)
-
-
-def _counting(log: _Log, fun):
-    """An objective wrapper (a plain function, so a static part of a ``Partial``) that
-    reports each evaluation to ``log`` when the traced switch ``enabled`` is on. ``fun``
-    is closed over: a sif2jax problem holds non-array fields, so it cannot be a traced
-    argument."""
-
-    def counting(lower, upper, enabled, x):
-        outside = jnp.any((x < lower) | (x > upper))
-        jax.lax.cond(enabled, lambda: jax.debug.callback(log.record, outside), lambda: None)
-        return fun(x)
-
-    return counting
-
-
 def _projected_grad_norm(problem, x) -> float:
     grad = jax.grad(problem.fun)(jnp.asarray(x))
     pg = jl.projected_gradient(jnp.asarray(x), grad, problem.lower, problem.upper)
@@ -110,7 +84,7 @@ def _jitted_runner(problem, solve_fn, log):
     time with it off. Returns (timed call, row of counts)."""
     solve = jax.jit(solve_fn)
 
-    counting = _counting(log, problem.fun)
+    counting = cutest.counting(log, problem.fun)
 
     def objective(enabled):
         return Partial(counting, problem.lower, problem.upper, enabled)
@@ -140,7 +114,7 @@ def _ours(problem, args):
         )
         return result.x, result.iterations
 
-    return _jitted_runner(problem, solve, _Log())
+    return _jitted_runner(problem, solve, cutest.EvaluationLog())
 
 
 def _jaxopt(problem, args):
@@ -153,7 +127,7 @@ def _jaxopt(problem, args):
         x, state = solver.run(x0, bounds=(lower, upper))
         return x, state.iter_num
 
-    return _jitted_runner(problem, solve, _Log())
+    return _jitted_runner(problem, solve, cutest.EvaluationLog())
 
 
 def _scipy(problem, args):
@@ -164,7 +138,7 @@ def _scipy(problem, args):
     start = time.perf_counter()
     jax.block_until_ready(value_and_grad(fun, problem.x0))
     compile_s = time.perf_counter() - start
-    log = _Log()
+    log = cutest.EvaluationLog()
     box = scipy.optimize.Bounds(lower, upper)
 
     def objective(x):
@@ -214,35 +188,9 @@ def _bench_problem(problem, solvers, args) -> list[dict]:
         solved = math.isfinite(row["pg_norm"]) and row["pg_norm"] <= args.tol
         row["status"] = "solved" if solved else "failed"
         calls[name], rows[name] = call, row
-    times = {name: [] for name in calls}
-    cpu_times = {name: [] for name in calls}
-    spent = 0.0
-    for _ in range(args.repeats):
-        for name, call in calls.items():
-            cpu_start, start = time.process_time(), time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append(time.perf_counter() - start)
-            cpu_times[name].append(time.process_time() - cpu_start)
-            spent += times[name][-1]
-        if spent > args.time_budget:
-            break
-    for name in calls:
-        rows[name].update(
-            wall_s=summarise(times[name]).median_s,
-            cpu_s=summarise(cpu_times[name]).median_s,
-            timed_runs=len(times[name]),
-        )
+    for name, timing in cutest.time_interleaved(calls, args.repeats, args.time_budget).items():
+        rows[name].update(timing)
     return list(rows.values())
-
-
-def _cost(rows, problems, solver, measure):
-    by_problem = {(r["problem"], r["solver"]): r for r in rows}
-    costs = []
-    for name in problems:
-        row = by_problem.get((name, solver))
-        ok = row is not None and row["status"] == "solved"
-        costs.append(float(row[measure]) if ok else math.inf)
-    return costs
 
 
 def _summary(rows, solvers) -> dict:
@@ -311,20 +259,13 @@ def _print_table(rows, summary, solvers) -> None:
 def main(argv=None) -> int:
     args = _parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    solvers = [s for s in args.solvers.split(",") if s]
-    unknown = set(solvers) - set(SOLVERS)
-    if unknown:
-        raise SystemExit(f"unknown solvers {sorted(unknown)}; choose from {', '.join(SOLVERS)}")
+    solvers = cutest.chosen_solvers(args.solvers, SOLVERS)
     if args.from_json:
         report = json.loads(args.out.read_text())
         _finish(report["rows"], report["solvers"], report, args)
         return 0
-    problems = cutest.bounded(args.max_size)
-    if args.problems:
-        wanted = set(args.problems.split(","))
-        problems = [p for p in problems if p.name in wanted]
+    problems = cutest.named(cutest.bounded(args.max_size), args.problems)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
     config = {
         "tol": args.tol,
         "maxiter": args.maxiter,
@@ -334,18 +275,9 @@ def main(argv=None) -> int:
         "openblas_threads": os.environ["OPENBLAS_NUM_THREADS"],
         "solvers": solvers,
     }
-    for index, problem in enumerate(problems):
-        start = time.perf_counter()
-        new = _bench_problem(problem, solvers, args)
-        rows.extend(new)
-        status = ", ".join(f"{r['solver']} {r['status']}" for r in new)
-        took = time.perf_counter() - start
-        print(
-            f"[{index + 1}/{len(problems)}] {problem.name} (n={problem.size}): {status} "
-            f"({took:.0f} s)",
-            flush=True,
-        )
-        args.out.write_text(json.dumps({**config, "rows": rows}, indent=2))
+    rows = cutest.run_all(
+        problems, lambda problem: _bench_problem(problem, solvers, args), config, args.out
+    )
     _finish(rows, solvers, config, args)
     return 0
 
@@ -356,11 +288,7 @@ def _finish(rows, solvers, config, args) -> None:
     config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
     args.out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
     _print_table(rows, summary, solvers)
-    names = list(dict.fromkeys(r["problem"] for r in rows))
-    panels = {
-        measure_name: {s: _cost(rows, names, s, measure) for s in solvers}
-        for measure_name, measure in (("function evaluations", "fevals"), ("wall time", "wall_s"))
-    }
+    panels = profiles.cost_panels(rows, solvers)
     figure = args.out.with_suffix(".png")
     profiles.plot_profiles(
         panels, figure, title=f"bounded CUTEst (sif2jax, n <= {args.max_size}), float64"

@@ -10,12 +10,17 @@ before calling these, as CUTEst problems are posed in double precision.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
+
+from jaxopt_lab.runtime import summarise
 
 
 @dataclass(frozen=True)
@@ -62,3 +67,98 @@ def bounded(max_size: int = 1000) -> list[CutestProblem]:
 
     problems = sif2jax.bounded_minimisation_problems
     return [_convert(p) for p in problems if p.num_variables() <= max_size]
+
+
+def chosen_solvers(text: str, known: tuple[str, ...]) -> list[str]:
+    """The comma-separated solver names of a ``--solvers`` option, all of them known."""
+    solvers = [name for name in text.split(",") if name]
+    unknown = set(solvers) - set(known)
+    if unknown:
+        raise SystemExit(f"unknown solvers {sorted(unknown)}; choose from {', '.join(known)}")
+    return solvers
+
+
+def named(problems: list[CutestProblem], names: str | None) -> list[CutestProblem]:
+    """The problems a comma-separated ``--problems`` option names (all when it is empty)."""
+    if not names:
+        return problems
+    wanted = set(names.split(","))
+    return [problem for problem in problems if problem.name in wanted]
+
+
+def run_all(
+    problems: list[CutestProblem],
+    bench_problem: Callable[[CutestProblem], list[dict]],
+    config: dict,
+    out: Path,
+) -> list[dict]:
+    """Each problem's rows (one per solver, with its ``status``) from ``bench_problem``,
+    one progress line per problem, and ``out`` rewritten after each problem with
+    ``config`` and the rows so far (a stopped run keeps what it measured)."""
+    rows: list[dict] = []
+    for index, problem in enumerate(problems):
+        start = time.perf_counter()
+        new = bench_problem(problem)
+        rows.extend(new)
+        status = ", ".join(f"{row['solver']} {row['status']}" for row in new)
+        print(
+            f"[{index + 1}/{len(problems)}] {problem.name} (n={problem.size}): {status} "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+        out.write_text(json.dumps({**config, "rows": rows}, indent=2))
+    return rows
+
+
+class EvaluationLog:
+    """Evaluations and out-of-box evaluations, filled by the wrapped objectives."""
+
+    def __init__(self):
+        self.evaluations = 0
+        self.outside = 0
+
+    def record(self, outside) -> None:
+        self.evaluations += 1
+        self.outside += int(outside)
+
+
+def counting(log: EvaluationLog, fun: Callable) -> Callable:
+    """An objective wrapper (a plain function, so a static part of a ``Partial``) that
+    reports each evaluation to ``log`` when the traced switch ``enabled`` is on. ``fun``
+    is closed over: a sif2jax problem holds non-array fields, so it cannot be a traced
+    argument."""
+
+    def counting(lower, upper, enabled, x):
+        outside = jnp.any((x < lower) | (x > upper))
+        jax.lax.cond(enabled, lambda: jax.debug.callback(log.record, outside), lambda: None)
+        return fun(x)
+
+    return counting
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], object]], repeats: int, time_budget: float
+) -> dict[str, dict[str, float]]:
+    """Median wall and process-CPU seconds of each compiled solve in ``calls``, timed in
+    rounds that alternate between the solvers (machine noise hits all alike); rounds stop
+    after ``repeats`` or once ``time_budget`` seconds of solving are spent."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu_times: dict[str, list[float]] = {name: [] for name in calls}
+    spent = 0.0
+    for _ in range(repeats):
+        for name, call in calls.items():
+            cpu_start, start = time.process_time(), time.perf_counter()
+            jax.block_until_ready(call())
+            times[name].append(time.perf_counter() - start)
+            cpu_times[name].append(time.process_time() - cpu_start)
+            spent += times[name][-1]
+        if spent > time_budget:
+            break
+    return {
+        name: {
+            "wall_s": summarise(times[name]).median_s,
+            "cpu_s": summarise(cpu_times[name]).median_s,
+            "timed_runs": len(times[name]),
+        }
+        for name in calls
+    }

@@ -11,6 +11,7 @@ best solver on each. :math:`\\rho_s(1)` is how often it is the best; the limit f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -64,3 +65,25 @@ def plot_profiles(
         ax.legend(loc="lower right", fontsize=8)
     figure.suptitle(title)
     figure.savefig(path, dpi=110)
+
+
+def cost_panels(rows: list[dict], solvers: Sequence[str]) -> dict[str, dict[str, list[float]]]:
+    """The two panels of a CUTEst benchmark's profile figure: function evaluations and
+    wall time per solver, over the problems in the order of ``rows``."""
+    names = list(dict.fromkeys(row["problem"] for row in rows))
+    return {
+        label: {solver: solved_costs(rows, names, solver, measure) for solver in solvers}
+        for label, measure in (("function evaluations", "fevals"), ("wall time", "wall_s"))
+    }
+
+
+def solved_costs(rows: list[dict], problems: list[str], solver: str, measure: str) -> list[float]:
+    """``measure`` of ``solver`` on each problem, ``inf`` where it did not solve it (rows
+    from the CUTEst benchmarks: one per problem and solver, with a ``status``)."""
+    by_problem = {(r["problem"], r["solver"]): r for r in rows}
+    costs = []
+    for name in problems:
+        row = by_problem.get((name, solver))
+        ok = row is not None and row["status"] == "solved"
+        costs.append(float(row[measure]) if ok else math.inf)
+    return costs
