@@ -2,7 +2,7 @@
 L-BFGS, optimistix's LBFGS and BFGS and jaxopt's LBFGS on sif2jax's unconstrained CUTEst
 problems (at most ``--max-size`` variables, default 1000).
 
-Settings, the same for every solver: float64 (``--float32`` for ours in float32), memory
+Settings, the same for every solver: float64 (``--float32``: every solver in float32), memory
 10 (the limited-memory solvers), at most ``--maxiter`` iterations (2000), and a problem
 counts as solved when the gradient's 2-norm at the returned point, recomputed here the same
 way for every solver, is <= ``--tol`` (1e-5; in float32 ``1e-5 * ||g(x0)||``, relative).
@@ -53,8 +53,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import functools
 import json
-import math
 import sys
 import time
 from collections import Counter
@@ -69,7 +69,6 @@ from jax.tree_util import Partial
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cutest  # noqa: E402
-import profiles  # noqa: E402
 
 import jaxopt_lab as jl
 from jaxopt_lab.runtime import device_info
@@ -302,7 +301,7 @@ RUNNERS = {
     "jaxopt_lab_zoom": _ours("zoom"),
     "scipy": _scipy,
     "optax": _optax,
-    "optimistix_lbfgs": _optimistix(lambda optx: optx.LBFGS(rtol=0.0, atol=0.0)),
+    "optimistix_lbfgs": _optimistix(lambda optx: optx.LBFGS(rtol=0.0, atol=0.0, history_length=10)),
     "optimistix_bfgs": _optimistix(lambda optx: optx.BFGS(rtol=0.0, atol=0.0)),
     "jaxopt": _jaxopt,
 }
@@ -311,22 +310,10 @@ RUNNERS = {
 def _bench_problem(problem, solvers, args) -> list[dict]:
     _, start_norm = _grad_norm(problem, problem.x0)
     tol = args.tol * start_norm if args.float32 else args.tol
-    calls, rows = {}, {}
-    for name in solvers:
-        row = {"problem": problem.name, "size": problem.size, "solver": name, "tol": tol}
-        try:
-            call, counts = RUNNERS[name](problem, args, tol)
-        except Exception as error:  # noqa: BLE001  (a solver that cannot run is recorded)
-            row.update(status="error", error=f"{type(error).__name__}: {error}"[:300])
-            rows[name] = row
-            continue
-        row.update(counts)
-        solved = math.isfinite(row["grad_norm"]) and row["grad_norm"] <= tol
-        row["status"] = "solved" if solved else "failed"
-        calls[name], rows[name] = call, row
-    for name, timing in cutest.time_interleaved(calls, args.repeats, args.time_budget).items():
-        rows[name].update(timing)
-    return list(rows.values())
+    runners = {name: functools.partial(RUNNERS[name], problem, args, tol) for name in solvers}
+    return cutest.measure_problem(
+        problem, runners, "grad_norm", tol, args.repeats, args.time_budget
+    )
 
 
 def _geomean(values) -> float | None:
@@ -447,16 +434,8 @@ def main(argv=None) -> int:
 
 
 def _finish(rows, solvers, config, args) -> None:
-    """Write the summary into the JSON, print the tables and draw the profiles."""
-    summary = _summary(rows, solvers)
-    config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
-    args.out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
-    _print_table(rows, summary, solvers)
-    panels = profiles.cost_panels(rows, solvers)
-    figure = args.out.with_suffix(".png")
     title = f"unconstrained CUTEst (sif2jax, n <= {config['max_size']}), {config['dtype']}"
-    profiles.plot_profiles(panels, figure, title=title)
-    print(f"wrote {args.out} and {figure}")
+    cutest.write_report(rows, solvers, config, args.out, _summary, _print_table, title)
 
 
 if __name__ == "__main__":

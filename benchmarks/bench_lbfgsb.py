@@ -30,8 +30,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import functools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -45,7 +45,6 @@ from jax.tree_util import Partial
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cutest  # noqa: E402
-import profiles  # noqa: E402
 
 import jaxopt_lab as jl
 from jaxopt_lab.runtime import device_info
@@ -175,22 +174,10 @@ RUNNERS = {"jaxopt_lab": _ours, "scipy": _scipy, "jaxopt": _jaxopt}
 
 
 def _bench_problem(problem, solvers, args) -> list[dict]:
-    calls, rows = {}, {}
-    for name in solvers:
-        row = {"problem": problem.name, "size": problem.size, "solver": name}
-        try:
-            call, counts = RUNNERS[name](problem, args)
-        except Exception as error:  # noqa: BLE001  (a solver that cannot run is recorded)
-            row.update(status="error", error=f"{type(error).__name__}: {error}"[:300])
-            rows[name] = row
-            continue
-        row.update(counts)
-        solved = math.isfinite(row["pg_norm"]) and row["pg_norm"] <= args.tol
-        row["status"] = "solved" if solved else "failed"
-        calls[name], rows[name] = call, row
-    for name, timing in cutest.time_interleaved(calls, args.repeats, args.time_budget).items():
-        rows[name].update(timing)
-    return list(rows.values())
+    runners = {name: functools.partial(RUNNERS[name], problem, args) for name in solvers}
+    return cutest.measure_problem(
+        problem, runners, "pg_norm", args.tol, args.repeats, args.time_budget
+    )
 
 
 def _summary(rows, solvers) -> dict:
@@ -283,17 +270,8 @@ def main(argv=None) -> int:
 
 
 def _finish(rows, solvers, config, args) -> None:
-    """Write the summary into the JSON, print the table and draw the profiles."""
-    summary = _summary(rows, solvers)
-    config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
-    args.out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
-    _print_table(rows, summary, solvers)
-    panels = profiles.cost_panels(rows, solvers)
-    figure = args.out.with_suffix(".png")
-    profiles.plot_profiles(
-        panels, figure, title=f"bounded CUTEst (sif2jax, n <= {args.max_size}), float64"
-    )
-    print(f"wrote {args.out} and {figure}")
+    title = f"bounded CUTEst (sif2jax, n <= {config['max_size']}), float64"
+    cutest.write_report(rows, solvers, config, args.out, _summary, _print_table, title)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,16 @@ before calling these, as CUTEst problems are posed in double precision.
 from __future__ import annotations
 
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
+from profiles import cost_panels, plot_profiles
 
 from jaxopt_lab.runtime import summarise
 
@@ -162,3 +164,54 @@ def time_interleaved(
         }
         for name in calls
     }
+
+
+def measure_problem(
+    problem: CutestProblem,
+    runners: Mapping[str, Callable[[], tuple[Callable[[], object], dict]]],
+    measure: str,
+    tol: float,
+    repeats: int,
+    time_budget: float,
+) -> list[dict]:
+    """One row per solver on ``problem``: each runner compiles its solve and returns the
+    timed call and its counted row; the row is "solved" when its ``measure`` (a gradient
+    norm at the returned point) is finite and at most ``tol``, and "error" (with the
+    message) when the solver cannot run. The calls are then timed by
+    :func:`time_interleaved`."""
+    calls, rows = {}, {}
+    for name, runner in runners.items():
+        row = {"problem": problem.name, "size": problem.size, "solver": name, "tol": tol}
+        try:
+            call, counts = runner()
+        except Exception as error:  # noqa: BLE001  (a solver that cannot run is recorded)
+            row.update(status="error", error=f"{type(error).__name__}: {error}"[:300])
+            rows[name] = row
+            continue
+        row.update(counts)
+        solved = math.isfinite(row[measure]) and row[measure] <= tol
+        row["status"] = "solved" if solved else "failed"
+        calls[name], rows[name] = call, row
+    for name, timing in time_interleaved(calls, repeats, time_budget).items():
+        rows[name].update(timing)
+    return list(rows.values())
+
+
+def write_report(
+    rows: list[dict],
+    solvers: Sequence[str],
+    config: dict,
+    out: Path,
+    summarise_rows: Callable[[list[dict], Sequence[str]], dict],
+    print_tables: Callable[[list[dict], dict, Sequence[str]], None],
+    title: str,
+) -> None:
+    """Write ``config``, the summary and the rows to ``out`` (JSON), print the tables and
+    draw the evaluation and wall-time profiles next to it (``out`` with ``.png``)."""
+    summary = summarise_rows(rows, solvers)
+    config = {key: value for key, value in config.items() if key not in ("summary", "rows")}
+    out.write_text(json.dumps({**config, "summary": summary, "rows": rows}, indent=2))
+    print_tables(rows, summary, solvers)
+    figure = out.with_suffix(".png")
+    plot_profiles(cost_panels(rows, solvers), figure, title=title)
+    print(f"wrote {out} and {figure}")
