@@ -94,3 +94,29 @@ def test_sweep_rejects_empty_grid(data):
             num_evals=1,
             steps_per_eval=1,
         )
+
+
+def test_per_seed_batch_order_pairs_runs_and_evaluates_the_test_split_once(data):
+    """data_seed=None: a seed draws its own batch order, shared by every run of that seed;
+    a test split is evaluated once, after the last step."""
+    held_out = data._replace(test_images=data.val_images, test_labels=data.val_labels)
+    kwargs = dict(
+        seeds=[0, 1],
+        model_factory=_small_model,
+        batch_size=32,
+        num_evals=2,
+        steps_per_eval=10,
+        data_seed=None,
+    )
+    factory = named_optimizer("sgd")
+    result = sweep(factory, {"learning_rate": [0.1]}, data=held_out, **kwargs)
+    # the test split equals the validation split here, so its one evaluation equals the last
+    # validation point; without a test split there is none
+    np.testing.assert_allclose(result.curves.test_loss, result.curves.val_loss[..., -1], rtol=1e-6)
+    assert sweep(factory, {"learning_rate": [0.1]}, data=data, **kwargs).curves.test_loss is None
+    # a run of seed 1 alone sees the batches it saw beside seed 0 (the order is the seed's)
+    alone = sweep(factory, {"learning_rate": [0.1]}, data=data, **{**kwargs, "seeds": [1]})
+    np.testing.assert_allclose(alone.curves.val_loss[0, 0], result.curves.val_loss[0, 1], rtol=1e-5)
+    # a shared data seed gives other batches than the seed's own order
+    shared = sweep(factory, {"learning_rate": [0.1]}, data=data, **{**kwargs, "data_seed": 0})
+    assert not np.allclose(shared.curves.train_loss[0, 1], result.curves.train_loss[0, 1])

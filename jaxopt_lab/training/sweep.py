@@ -58,15 +58,26 @@ class SweepData(NamedTuple):
     eval_labels: jax.Array
     val_images: jax.Array
     val_labels: jax.Array
+    # held out for reporting: when given, each run is evaluated on it once, after training
+    test_images: jax.Array | None = None
+    test_labels: jax.Array | None = None
+
+    def without_test(self) -> SweepData:
+        """The same data with no test split (tuning never sees the test set)."""
+        return self._replace(test_images=None, test_labels=None)
 
 
 class Curve(NamedTuple):
-    """Metrics at each evaluation point (step 0 first); leading axes are the grid's."""
+    """Metrics at each evaluation point (step 0 first); leading axes are the grid's. The
+    test metrics are measured once, after the last step, and only when the sweep's data
+    holds a test split (else ``None``)."""
 
     train_loss: jax.Array
     val_loss: jax.Array
     val_accuracy: jax.Array
     probes: Any
+    test_loss: jax.Array | None = None
+    test_accuracy: jax.Array | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,9 @@ def train_curve(
     chunk_keys = tuple(jax.random.split(k, num_evals) for k in (batch_key, dropout_key))
     state, later = jax.lax.scan(chunk, state, chunk_keys)
     curve = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), start, later)
+    if data.test_images is not None:
+        test = evaluate(state, data.test_images, data.test_labels, graphdef=graphdef)
+        curve = curve._replace(test_loss=test.loss, test_accuracy=test.accuracy)
     return state, curve
 
 
@@ -162,16 +176,19 @@ def sweep(
     probe: Probe | None = None,
     vectorize: bool = True,
     runs_per_batch: int | Literal["auto"] | None = None,
-    data_seed: int = 0,
+    data_seed: int | None = 0,
 ) -> SweepResult:
     """Train one model per point of ``grid`` (cartesian product) and per seed.
 
     The seed initialises the model (``model_factory(hparams, key)``) and drives dropout
     and any randomness of the optimizer (``optimizer_factory(hparams, key)``); runs with
-    the same seed and different hyperparameters are paired. Every run of the sweep sees
-    the same sequence of batches, drawn with ``data_seed`` (common random numbers: the
-    comparison is not blurred by data order, and under ``vmap`` each batch is gathered
-    once and its input-layer product is one matrix product for all runs). Vectorized,
+    the same seed and different hyperparameters are paired. With an integer ``data_seed``
+    every run of the sweep sees the same sequence of batches, drawn with it (common random
+    numbers: the comparison is not blurred by data order, and under ``vmap`` each batch is
+    gathered once and its input-layer product is one matrix product for all runs). With
+    ``data_seed=None`` the run's seed also draws its batch order, so seeds vary both
+    initialisation and data order, and runs of the same seed (any optimizer or
+    hyperparameter) still see the same batches. Vectorized,
     the runs of one seed share what depends on the seed alone: the initial model (when
     the model factory ignores the hyperparameters) and every dropout mask are computed
     once per seed, not once per run.
@@ -282,7 +299,7 @@ def _compiled_runs(
     num_evals: int,
     steps_per_eval: int,
     names: tuple[str, ...],
-    data_seed: int,
+    data_seed: int | None,
 ) -> tuple[Callable, Callable, Callable]:
     """The jitted single run ``(hparams, seed, data) -> Curve``, the batched runs
     ``(hparams, seeds, data, points_per_batch)`` (every seed side by side, the grid points in
@@ -299,9 +316,13 @@ def _compiled_runs(
 
     def one_run(hparams: Mapping[str, jax.Array], seed: jax.Array, data: SweepData) -> Curve:
         state, optimizer, dropout_key = start(hparams, seed)
+        if data_seed is None:  # the run's seed draws its batch order too
+            batch_key = jax.random.fold_in(jax.random.key(seed), 1)
+        else:
+            batch_key = jax.random.key(data_seed)
         _, curve = train_curve(
             state,
-            jax.random.key(data_seed),
+            batch_key,
             dropout_key,
             data,
             graphdef=graphdef,
