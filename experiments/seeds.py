@@ -4,7 +4,8 @@
 tuning seed, final seed, random start and noise draw at once; the same master seed
 reproduces the same report. A seed is named by a path (``derive(master, "convergence",
 "final")``), hashed with CRC-32 (stable across processes, unlike ``hash``) and mixed with
-the master seed by :class:`numpy.random.SeedSequence`.
+the master seed by :class:`numpy.random.SeedSequence`. The parts of a path are joined with
+``/`` (so ``("a", "b")`` and ``("a/b",)`` name the same seed, and ``1`` the same as ``"1"``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ def derive(master: int, *path: str | int) -> int:
 
 
 def derive_many(master: int, count: int, *path: str | int) -> tuple[int, ...]:
-    """``count`` distinct seeds in [0, 2**31) for ``path`` under ``master``."""
+    """``count`` distinct seeds in [0, 2**31) for ``path`` under ``master``.
+
+    A longer list extends a shorter one: ``derive_many(m, 10, p)[:5] == derive_many(m, 5, p)``,
+    so a larger budget tier reruns the seeds of a smaller one and adds new ones.
+    """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     state = _entropy(master, path).generate_state(2 * count + 8) & 0x7FFFFFFF
