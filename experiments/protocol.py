@@ -109,6 +109,8 @@ CENTRES: dict[str, float] = {
     "adamw": 1e-3,
 }
 FULL_BATCH_CENTRE = 1.0  # full-batch gradient descent tolerates larger steps
+# selection by steps to target: the target is this factor times the best final validation loss
+TARGET_FACTOR = 1.05
 
 
 @dataclass(frozen=True)
@@ -434,9 +436,9 @@ def _edge_sentence(
 
 
 def _best_by_target(points, best_final: float) -> TuningPoint:
-    """The point whose mean validation curve first reaches ``1.05 * best_final`` (ties:
-    lower final loss)."""
-    target = 1.05 * best_final
+    """The point whose mean validation curve first reaches ``TARGET_FACTOR * best_final``
+    (ties: lower final loss)."""
+    target = TARGET_FACTOR * best_final
 
     def first(point: TuningPoint) -> tuple[float, float]:
         mean = point.val_loss.mean(axis=0)
@@ -467,3 +469,8 @@ BUDGETS: dict[str, ProtocolBudget] = {
         full_batch_steps=300, evals=30, tuning_seeds=3, final_seeds=20,
     ),
 }  # fmt: skip
+
+
+def tuned_runs() -> tuple[Tuned, ...]:
+    """Every configuration tuned in this process so far (what a report was built from)."""
+    return tuple(_TUNED.values())
