@@ -355,11 +355,14 @@ def profile_area(fractions: np.ndarray, taus: Sequence[float] | np.ndarray) -> f
 
 
 class ProfileBand(NamedTuple):
-    """A performance profile over ``taus`` with its bootstrap percentile band."""
+    """A performance profile over ``taus`` with its bootstrap percentile band, and its
+    area (:func:`profile_area`) with the percentile interval of the same resamples
+    (``finite`` and ``total`` count the resamples)."""
 
     fractions: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    area: Interval
 
 
 def profile_band(
@@ -380,7 +383,8 @@ def profile_band(
     takes the ``(1 - confidence)/2`` and ``(1 + confidence)/2`` percentiles of each
     fraction over ``resamples`` resamples; where the percentiles of a step function miss
     the point estimate, the band is widened to include it. Identical seeds give a band of
-    zero width.
+    zero width. The area under each resampled profile gives the area's interval the same
+    way.
     """
     names = list(times)
     if not names:
@@ -406,4 +410,17 @@ def profile_band(
     tail = (1.0 - confidence) / 2
     low = np.minimum(np.quantile(boot, tail, axis=1), fractions)
     high = np.maximum(np.quantile(boot, 1.0 - tail, axis=1), fractions)
-    return {n: ProfileBand(fractions[i], low[i], high[i]) for i, n in enumerate(names)}
+    area = np.array([profile_area(f, taus) for f in fractions])
+    span = taus[-1] - taus[0]
+    boot_area = np.trapezoid(boot, taus, axis=2) / span if span > 0 else boot[:, :, 0]
+    area_low = np.minimum(np.quantile(boot_area, tail, axis=1), area)
+    area_high = np.maximum(np.quantile(boot_area, 1.0 - tail, axis=1), area)
+    return {
+        n: ProfileBand(
+            fractions[i],
+            low[i],
+            high[i],
+            Interval(float(area[i]), float(area_low[i]), float(area_high[i]), resamples, resamples),
+        )
+        for i, n in enumerate(names)
+    }

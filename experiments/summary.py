@@ -13,8 +13,8 @@ configuration's cost is its median over seeds; :math:`\\rho_s(\\tau)` is the fra
 problems configuration :math:`s` solves within :math:`\\tau` times the cheapest
 configuration's cost, read on AlgoPerf's range :math:`\\tau \\in [1, 4]`, and the score is
 the normalised area under it (1: the cheapest on every problem). The uncertainty is a
-paired bootstrap over seeds (:func:`experiments.stats.profile_band` for the curves; the
-same resampling of seeds for the area's percentile interval, :func:`area_intervals`).
+paired bootstrap over seeds (:func:`experiments.stats.profile_band`, which gives the
+curves' bands and, from the same resamples, the area's percentile interval).
 
 **Missing configurations.** Not every configuration runs on every problem (the robustness
 study trains fewer configurations). A configuration that was not run did not fail, so it
@@ -44,10 +44,7 @@ from experiments.seeds import derive
 from experiments.stats import (
     ALGOPERF_TAUS,
     CONFIDENCE,
-    Interval,
     ProfileBand,
-    performance_profile,
-    profile_area,
     profile_band,
 )
 from jaxopt_lab.training.models import INPUT_SIZE
@@ -70,13 +67,12 @@ class Profile:
     problems: tuple[str, ...]
     configurations: tuple[str, ...]
     costs: dict[str, np.ndarray]
-    bands: dict[str, ProfileBand]
-    areas: dict[str, Interval]
+    bands: dict[str, ProfileBand]  # each with its area and the area's interval
 
     @property
     def ranking(self) -> list[str]:
         """Configurations by decreasing area (ties: the order given)."""
-        return sorted(self.configurations, key=lambda c: -self.areas[c].mean)
+        return sorted(self.configurations, key=lambda c: -self.bands[c].area.mean)
 
 
 def group_problems(problems: Problems) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
@@ -108,41 +104,6 @@ def _cost_table(problems: Problems, titles: tuple[str, ...], configurations: tup
     return {
         c: np.stack([np.asarray(problems[t][c], dtype=np.float64) for t in titles])
         for c in configurations
-    }
-
-
-def area_intervals(
-    costs: Mapping[str, np.ndarray],
-    taus: np.ndarray = ALGOPERF_TAUS,
-    *,
-    resamples: int = RESAMPLES,
-    seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> dict[str, Interval]:
-    """The profile's area (:func:`~experiments.stats.profile_area` of the profile of the
-    per-problem medians over seeds) with a paired percentile-bootstrap interval: the seed
-    columns are resampled with replacement, the same for every configuration and problem,
-    and the ``(1 -+ confidence) / 2`` percentiles of the resampled areas are the bounds
-    (widened to include the point estimate). ``finite`` and ``total`` count the
-    resamples."""
-    names = list(costs)
-    table = np.stack([np.asarray(costs[n], dtype=np.float64) for n in names])
-    seeds = table.shape[2]
-
-    def areas(columns: np.ndarray) -> np.ndarray:
-        medians = np.median(table[:, :, columns], axis=2)
-        profile = performance_profile(dict(zip(names, medians, strict=True)), taus)
-        return np.array([profile_area(profile[n], taus) for n in names])
-
-    point = areas(np.arange(seeds))
-    draws = np.random.default_rng(seed).integers(0, seeds, size=(resamples, seeds))
-    boot = np.stack([areas(columns) for columns in draws])  # [resamples, configurations]
-    tail = (1.0 - confidence) / 2
-    low = np.minimum(np.quantile(boot, tail, axis=0), point)
-    high = np.maximum(np.quantile(boot, 1.0 - tail, axis=0), point)
-    return {
-        n: Interval(float(point[i]), float(low[i]), float(high[i]), resamples, resamples)
-        for i, n in enumerate(names)
     }
 
 
@@ -179,7 +140,6 @@ def profiles(problems: Problems, seed: int, resamples: int = RESAMPLES) -> list[
                 configurations=configurations,
                 costs=costs,
                 bands=profile_band(costs, ALGOPERF_TAUS, resamples=resamples, seed=bootstrap),
-                areas=area_intervals(costs, ALGOPERF_TAUS, resamples=resamples, seed=bootstrap),
             )
         )
     return result
@@ -206,7 +166,7 @@ def plot_profiles(found: list[Profile], path: Path) -> None:
                 color=color,
                 ls=style,
                 lw=1.8,
-                label=f"{name} (area {profile.areas[name].mean:.2f})",
+                label=f"{name} (area {profile.bands[name].area.mean:.2f})",
             )
         ax.set(
             xlim=(ALGOPERF_TAUS[0], ALGOPERF_TAUS[-1]),
@@ -300,7 +260,7 @@ def report(budget: ProtocolBudget, problems: Problems, out: Path, seed: int) -> 
                 (
                     rank + 1,
                     name,
-                    profile.areas[name].format(),
+                    profile.bands[name].area.format(),
                     f"{profile.bands[name].fractions[0]:.2f} [{profile.bands[name].low[0]:.2f}, "
                     f"{profile.bands[name].high[0]:.2f}]",
                     f"{int(np.isfinite(np.median(profile.costs[name], axis=1)).sum())}/"

@@ -382,16 +382,21 @@ def test_profile_band_of_an_always_fastest_solver_and_of_identical_seeds():
     # "fast" is faster than "slow" on every seed; "twice" takes exactly twice as long
     times = {"fast": base, "slow": base * rng.uniform(1.1, 5.0, size=(5, 10)), "twice": 2 * base}
     band = profile_band(times, ALGOPERF_TAUS, resamples=400)
-    for curve in band["fast"]:
+    for curve in band["fast"][:3]:
         np.testing.assert_array_equal(curve, 1.0)
+    assert tuple(band["fast"].area[:3]) == (1.0, 1.0, 1.0)
     # paired resampling: "twice" is never within a factor below 2 of "fast" in any resample
     below_two = ALGOPERF_TAUS < 2.0 - 1e-9
     np.testing.assert_array_equal(band["twice"].high[below_two], 0.0)
     np.testing.assert_array_equal(band["twice"].low[~below_two], 1.0)
     identical = {n: np.repeat(t[:, :1], 10, axis=1) for n, t in times.items()}
-    for fractions, low, high in profile_band(identical, ALGOPERF_TAUS, resamples=100).values():
+    for fractions, low, high, _ in profile_band(identical, ALGOPERF_TAUS, resamples=100).values():
         np.testing.assert_array_equal(low, fractions)
         np.testing.assert_array_equal(high, fractions)
+    twice = profile_band(identical, ALGOPERF_TAUS, resamples=100)["twice"]
+    expected = profile_area(twice.fractions, ALGOPERF_TAUS)  # 0 below tau = 2, 1 above
+    assert expected == pytest.approx(2 / 3, abs=0.01)
+    assert twice.area.low == twice.area.mean == twice.area.high == expected
 
 
 def test_profile_band_validates_its_input():

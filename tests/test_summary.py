@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 
 from experiments import protocol, summary
-from experiments.stats import ALGOPERF_TAUS
+from experiments.stats import ALGOPERF_TAUS, profile_band
 
 INF = math.inf
 # a step from 0 to 1 between tau = 1.95 and 2.0 (a cost ratio of 1.98): the trapezoid rule
@@ -30,9 +30,9 @@ def test_a_configuration_always_fastest_has_area_one_and_a_never_solver_zero():
     }
     (profile,) = summary.profiles(problems, seed=0, resamples=50)
     assert profile.ranking == ["fast", "slow", "never"]
-    assert tuple(profile.areas["fast"][:3]) == (1.0, 1.0, 1.0)  # no seed spread: no width
-    assert profile.areas["slow"].mean == pytest.approx(AREA_AT_RATIO_198)
-    assert tuple(profile.areas["never"][:3]) == (0.0, 0.0, 0.0)
+    assert tuple(profile.bands["fast"].area[:3]) == (1.0, 1.0, 1.0)  # no seed spread: no width
+    assert profile.bands["slow"].area.mean == pytest.approx(AREA_AT_RATIO_198)
+    assert tuple(profile.bands["never"].area[:3]) == (0.0, 0.0, 0.0)
     np.testing.assert_array_equal(profile.bands["fast"].fractions, np.ones_like(ALGOPERF_TAUS))
 
 
@@ -45,7 +45,8 @@ def test_the_area_interval_resamples_seeds_and_matches_the_binomial_odds(cheap):
     # percentile interval spans both areas iff that probability exceeds 2.5%.
     a = np.ones(11)
     b = np.where(np.arange(11) < cheap, 1 / 1.98, 1.98)
-    intervals = summary.area_intervals({"a": a[None], "b": b[None]}, resamples=4000, seed=1)
+    bands = profile_band({"a": a[None], "b": b[None]}, resamples=4000, seed=1)
+    intervals = {name: band.area for name, band in bands.items()}
     assert intervals["a"].mean == 1.0 and intervals["b"].mean == pytest.approx(AREA_AT_RATIO_198)
     flips = scipy.stats.binom.sf(5, 11, cheap / 11)
     assert abs(flips - 0.025) > 0.015  # far enough from the edge for 4000 resamples
@@ -60,9 +61,10 @@ def test_the_area_interval_pairs_configurations_by_seed():
     # same seeds for both keeps the ratio, so the interval has no width (resampling each
     # configuration's seeds on its own would let b look faster than a)
     difficulty = np.where(np.arange(11) < 5, 1.0, 10.0)
-    intervals = summary.area_intervals(
+    bands = profile_band(
         {"a": difficulty[None], "b": 1.98 * difficulty[None]}, resamples=1000, seed=0
     )
+    intervals = {name: band.area for name, band in bands.items()}
     assert tuple(intervals["a"][:3]) == (1.0, 1.0, 1.0)
     assert intervals["b"][:3] == pytest.approx((AREA_AT_RATIO_198,) * 3)
 
@@ -81,11 +83,11 @@ def test_missing_configurations_are_profiled_only_where_they_ran():
     ]
     clean, noisy, every = summary.profiles(problems, seed=0, resamples=20)
     # gd was never run on the noisy problems: it keeps area 1 on its only problem
-    assert clean.areas["gd"].mean == 1.0 and "gd" not in every.configurations
-    assert noisy.areas["sgd"].mean == 1.0 and noisy.areas["adam"].mean == 0.0
+    assert clean.bands["gd"].area.mean == 1.0 and "gd" not in every.configurations
+    assert noisy.bands["sgd"].area.mean == 1.0 and noisy.bands["adam"].area.mean == 0.0
     assert every.problems == ("clean", "noisy 1", "noisy 2")
     # fastest on 2 of 3 problems, 1.98x the fastest on the third
-    assert every.areas["sgd"].mean == pytest.approx(2 / 3 + AREA_AT_RATIO_198 / 3)
+    assert every.bands["sgd"].area.mean == pytest.approx(2 / 3 + AREA_AT_RATIO_198 / 3)
 
 
 def test_bad_problem_sets_are_rejected():
