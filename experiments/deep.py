@@ -118,17 +118,11 @@ class DeepBudget:
 
 
 BUDGETS: dict[str, DeepBudget] = {
-    # every code path in seconds (the test suite)
-    "smoke": DeepBudget(
+    # every code path in a minute or two (the test suite and CI)
+    "quick": DeepBudget(
         layers=3, width=16, num_train=256, num_eval=64, num_val=64, batch_size=16, steps=8,
         evals=2, tuning_seeds=1, final_seeds=2, init_seeds=3, probe_batch=32,
         clip_thresholds=(1.0, 100.0), grid_points=3, max_extensions=0, vectorize=False,
-    ),
-    # under a minute on 2 CPU cores
-    "quick": DeepBudget(
-        layers=10, width=32, num_train=2048, num_eval=128, num_val=512, batch_size=32,
-        steps=100, evals=4, tuning_seeds=1, final_seeds=3, init_seeds=5, probe_batch=128,
-        clip_thresholds=(1.0, 1e2, 1e4), grid_points=5, max_extensions=1, extend_decades=2,
     ),
     # the committed report
     "medium": DeepBudget(

@@ -96,8 +96,7 @@ class EfficiencyBudget:
 
 
 BUDGETS: dict[str, EfficiencyBudget] = {
-    "smoke": EfficiencyBudget(rounds=3, steps_per_block=2, repeats=1, lbfgs_steps=1),
-    "quick": EfficiencyBudget(rounds=30, steps_per_block=32, repeats=2, lbfgs_steps=2),
+    "quick": EfficiencyBudget(rounds=3, steps_per_block=2, repeats=1, lbfgs_steps=1),
     "medium": EfficiencyBudget(rounds=100, steps_per_block=64, repeats=2, lbfgs_steps=4),
     "full": EfficiencyBudget(rounds=400, steps_per_block=64, repeats=3, lbfgs_steps=4),
 }

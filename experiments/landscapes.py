@@ -102,8 +102,7 @@ class LandscapeBudget:
 
 
 BUDGETS: dict[str, LandscapeBudget] = {
-    "smoke": LandscapeBudget(16, 700, 32, 150),
-    "quick": LandscapeBudget(256, 4000, 256, 800),
+    "quick": LandscapeBudget(16, 700, 32, 150),
     "medium": LandscapeBudget(512, 4000, 1024, 1500),
     "full": LandscapeBudget(2048, 4000, 4096, 4000),
 }

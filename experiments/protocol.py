@@ -246,6 +246,14 @@ def learning_rate_grid(centre: float, per_decade: int, low: int, high: int) -> l
     return [float(f"{centre * 10 ** (k / per_decade):.3g}") for k in range(low, high + 1)]
 
 
+def first_grid(config: Config, budget: ProtocolBudget) -> list[float]:
+    """The learning rates a configuration's tuning starts from: ``span_decades`` decades
+    around its optimizer's centre (:data:`CENTRES`, or :data:`FULL_BATCH_CENTRE`)."""
+    centre = FULL_BATCH_CENTRE if config.batch_size is None else CENTRES[config.optimizer]
+    half = budget.span_decades * budget.per_decade // 2
+    return learning_rate_grid(centre, budget.per_decade, -half, half)
+
+
 def relative_gradient_noise(sigma: jax.Array, key: jax.Array) -> optax.GradientTransformation:
     """Adds Gaussian noise to the gradient ``g`` with per-entry std
     ``sigma * ||g|| / sqrt(d)`` (``d`` parameters), so the noise's norm is about
@@ -355,8 +363,8 @@ def _tune(
         extra["noise"] = (variant.noise,)
     tuning_seeds = seeds(master, workload, "tuning", budget.tuning_seeds)
     centre = FULL_BATCH_CENTRE if config.batch_size is None else CENTRES[config.optimizer]
-    half = budget.span_decades * budget.per_decade // 2
-    low, high = -half, half
+    high = budget.span_decades * budget.per_decade // 2  # the first grid's ends, in steps
+    low = -high
     points: dict[tuple, TuningPoint] = {}
 
     def train(rates: list[float]) -> None:
@@ -369,7 +377,7 @@ def _tune(
             hp = {n: float(result.grid[n][i]) for n, i in zip(names, index, strict=True)}
             points[tuple(sorted(hp.items()))] = TuningPoint(hp, val[index])
 
-    train(learning_rate_grid(centre, budget.per_decade, low, high))
+    train(first_grid(config, budget))
     extensions = 0
     while True:
         best = min(points.values(), key=lambda p: p.final)
@@ -449,15 +457,10 @@ def _best_by_target(points, best_final: float) -> TuningPoint:
 
 
 BUDGETS: dict[str, ProtocolBudget] = {
-    # every code path in seconds (the test suite)
-    "smoke": ProtocolBudget(
+    # every code path in a few minutes (the test suite and CI)
+    "quick": ProtocolBudget(
         num_train=512, num_eval=256, num_val=256, batch_size=32, epochs=1,
         full_batch_steps=8, evals=4, tuning_seeds=1, final_seeds=2, max_extensions=1,
-    ),
-    # CI: a few minutes on 2 CPU cores
-    "quick": ProtocolBudget(
-        num_train=2048, num_eval=1024, num_val=1024, batch_size=32, epochs=2,
-        full_batch_steps=40, evals=8, tuning_seeds=2, final_seeds=4, max_extensions=2,
     ),
     # the committed report: 10k training images, 10 final seeds
     "medium": ProtocolBudget(

@@ -86,8 +86,8 @@ class QuadraticBudget:
 
 
 BUDGETS: dict[str, QuadraticBudget] = {
-    "smoke": QuadraticBudget(
-        name="smoke",
+    "quick": QuadraticBudget(
+        name="quick",
         dim=10,
         condition_numbers=(1e1, 1e3),
         matrices=3,
@@ -95,18 +95,6 @@ BUDGETS: dict[str, QuadraticBudget] = {
         tuning_matrices=2,
         tuning_maxiter=2_000,
         adam_log10_lr=(-2.0, 0.0),
-        lr_per_decade=1,
-        max_extensions=1,
-    ),
-    "quick": QuadraticBudget(
-        name="quick",
-        dim=50,
-        condition_numbers=(1e1, 1e2, 1e3),
-        matrices=3,
-        maxiter=20_000,
-        tuning_matrices=2,
-        tuning_maxiter=2_000,
-        adam_log10_lr=(-3.0, 0.0),
         lr_per_decade=1,
         max_extensions=1,
     ),

@@ -7,6 +7,7 @@ stated next to its verdict and the numbers behind it.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -89,7 +90,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 
 def write_report(path: Path, title: str, preamble: str, sections: Sequence[Section]) -> Path:
-    """Write REPORT.md: title, preamble, a table of every claim's verdict, the sections."""
+    """Write REPORT.md: title, preamble, a table of every claim's verdict, the sections;
+    and ``verdicts.json`` beside it (study, claim, verdict and each comparison's outcome),
+    to compare the verdicts of two runs."""
     claims = [(section.title, claim) for section in sections for claim in section.claims]
     summary = markdown_table(
         ["study", "claim", "verdict", "measured"],
@@ -98,4 +101,14 @@ def write_report(path: Path, title: str, preamble: str, sections: Sequence[Secti
     parts = [f"# {title}", preamble.strip(), "## Verdicts", f"*Rule:* {RULE}", summary]
     parts += [section.markdown() for section in sections]
     path.write_text("\n\n".join(parts) + "\n")
+    verdicts = [
+        {
+            "study": study,
+            "claim": c.text,
+            "verdict": c.verdict,
+            "comparisons": {x.label: x.outcome.value for x in c.comparisons},
+        }
+        for study, c in claims
+    ]
+    (path.parent / "verdicts.json").write_text(json.dumps(verdicts, indent=1) + "\n")
     return path

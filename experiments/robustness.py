@@ -121,9 +121,7 @@ class RobustnessBudget:
 
 
 BUDGETS: dict[str, RobustnessBudget] = {
-    "smoke": RobustnessBudget("smoke", (3.0,), (0.4,), flip_num_train=256, flip_epochs=4),
-    "quick": RobustnessBudget("quick", (10.0,), (0.4,), flip_num_train=1000, flip_epochs=20),
-    # 9 gradient-noise tunes at 3 epochs of 10k images, 6 label-noise tunes at 40 of 2k
+    "quick": RobustnessBudget("quick", (3.0,), (0.4,), flip_num_train=256, flip_epochs=4),
     "medium": RobustnessBudget("medium", (3.0, 10.0), (0.4,), flip_num_train=2000, flip_epochs=40),
     "full": RobustnessBudget(
         "full", (1.0, 3.0, 10.0, 30.0), (0.2, 0.4, 0.6), flip_num_train=5000, flip_epochs=60

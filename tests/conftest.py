@@ -28,6 +28,20 @@ def mnist():
     return load_dataset("mnist")
 
 
+# the master seed of the quick report the experiment tests share
+QUICK_REPORT_SEED = 3
+
+
+@pytest.fixture(scope="session")
+def quick_report(tmp_path_factory, mnist):
+    """The whole experiment suite at the quick budget (what `make experiments-quick` and
+    CI run), built once per session in this process: ``.path`` is its REPORT.md and
+    ``.results[study]`` each study's measured results, which the study tests check."""
+    from experiments.run_all import run_all
+
+    return run_all("quick", tmp_path_factory.mktemp("report"), seed=QUICK_REPORT_SEED)
+
+
 @pytest.fixture(scope="module")
 def float64():
     """Switch x64 on for one module (``pytestmark = pytest.mark.usefixtures("float64")``)

@@ -1,6 +1,6 @@
 """Study 5 (experiments/deep.py): the step-0 gradient measurements against the ReLU
 theory and an independent computation, the clipping counter against hand-computed norms,
-the learning-rate search, and a smoke run of measure + report."""
+the learning-rate search, and the quick report's measurement."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def test_tune_extends_the_grid_until_the_optimum_is_bracketed(monkeypatch):
         }
 
     monkeypatch.setattr(deep, "train", fake_train)
-    budget = replace(deep.BUDGETS["smoke"], grid_points=5, max_extensions=3)
+    budget = replace(deep.BUDGETS["quick"], grid_points=5, max_extensions=3)
     tuned = deep.tune(list(optimum), budget, (0,), None)
     he, clipped = tuned[deep.Setting(deep.HE_GAIN)], tuned[deep.Setting(3.0, clip=100.0)]
     # He: centre 1e-2, two one-decade extensions downwards reach and bracket 1e-4
@@ -174,8 +174,8 @@ def test_magnitude_interval():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    results = deep.measure(deep.BUDGETS["smoke"], seed=0)
+def smoke(tmp_path_factory, quick_report):
+    results = quick_report.results["deep"]
     out = tmp_path_factory.mktemp("deep")
     return results, deep.report(results, out), out
 

@@ -153,6 +153,6 @@ def test_report_decides_the_step_time_claim_against_the_margin(tmp_path, ratios,
 
 
 def test_budgets_cover_every_tier():
-    assert set(efficiency.BUDGETS) == {"smoke", "quick", "medium", "full"}
+    assert set(efficiency.BUDGETS) == {"quick", "medium", "full"}
     with pytest.raises(ValueError, match="rounds"):
         EfficiencyBudget(rounds=1, steps_per_block=1, repeats=1, lbfgs_steps=0)

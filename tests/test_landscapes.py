@@ -161,15 +161,15 @@ def test_descend_rejects_malformed_input():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    results = landscapes.measure(landscapes.BUDGETS["smoke"], seed=0)
+def smoke(tmp_path_factory, quick_report):
+    results = quick_report.results["landscapes"]
     out = tmp_path_factory.mktemp("landscapes")
     return results, landscapes.report(results, out), out
 
 
 def test_measure_at_smoke_tier_gives_every_rate_a_wilson_interval(smoke):
     results, _, _ = smoke
-    budget = landscapes.BUDGETS["smoke"]
+    budget = landscapes.BUDGETS["quick"]
     intervals = [binomial_ci(k, results.saddle.starts) for k in results.saddle.noise_escapes()]
     for run in results.rastrigin.values():
         intervals += [binomial_ci(int(s.sum()), s.size) for s in (run.visited, run.final)]

@@ -105,7 +105,7 @@ def test_run_classified_on_real_runs(x64):
 
 def test_adam_grid_grows_past_an_edge_optimum(x64):
     budget = dataclasses.replace(
-        quadratics.BUDGETS["smoke"],
+        quadratics.BUDGETS["quick"],
         dim=5,
         adam_log10_lr=(-3.0, -2.0),
         lr_per_decade=1,
@@ -122,8 +122,8 @@ def test_adam_grid_grows_past_an_edge_optimum(x64):
 
 
 @pytest.fixture(scope="module")
-def smoke():
-    return quadratics.measure(quadratics.BUDGETS["smoke"], seed=0)
+def smoke(quick_report):
+    return quick_report.results["quadratics"]
 
 
 def test_smoke_study_runs_every_method_on_every_matrix(smoke):

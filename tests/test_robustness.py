@@ -4,7 +4,6 @@ a real smoke run."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
@@ -79,7 +78,7 @@ def test_flipped_labels_change_in_the_requested_fraction_and_never_keep_their_cl
 
 
 def test_flip_variant_changes_only_the_training_labels(mnist):
-    workload, budget = protocol.WORKLOADS["mnist-mlp"], protocol.BUDGETS["smoke"]
+    workload, budget = protocol.WORKLOADS["mnist-mlp"], protocol.BUDGETS["quick"]
     clean = protocol.data(workload, budget, protocol.CLEAN, 0)
     noisy = protocol.data(workload, budget, protocol.Variant(flip=0.4), 0)
     for name in ("val_labels", "test_labels", "train_images", "val_images"):
@@ -268,28 +267,24 @@ def test_report_verdicts_follow_constructed_effects(monkeypatch, tmp_path, mnist
             assert np.all((epochs > 0) | np.isinf(epochs))
 
 
-SMOKE = dataclasses.replace(robustness.BUDGETS["smoke"], optimizers=("sgd", "adam"), flip_epochs=2)
-
-
-@pytest.mark.slow
-def test_measure_and_report_at_smoke(tmp_path, mnist):
-    results = robustness.measure(SMOKE, seed=0)
+def test_measure_and_report_at_the_quick_tier(tmp_path, quick_report):
+    results = quick_report.results["robustness"]
     section = robustness.report(results, tmp_path)
     _check_section(section, tmp_path)
     assert {"robustness_noise.png", "robustness_labels.png"} <= set(section.figures)
     for tuned in [*results.noise.values(), *results.flip.values()]:
         assert np.all((tuned.final_test_accuracy() >= 0) & (tuned.final_test_accuracy() <= 1))
     for costs in robustness.profile_problems(results).values():
-        assert all(c.shape == (protocol.BUDGETS["smoke"].final_seeds,) for c in costs.values())
+        assert all(c.shape == (protocol.BUDGETS["quick"].final_seeds,) for c in costs.values())
 
 
 def test_budget_rejects_bad_settings():
     with pytest.raises(ValueError, match="noise scale"):
-        robustness.RobustnessBudget("smoke", (0.0,), (0.4,), 256, 2)
+        robustness.RobustnessBudget("quick", (0.0,), (0.4,), 256, 2)
     with pytest.raises(ValueError, match="flip fractions"):
-        robustness.RobustnessBudget("smoke", (1.0,), (1.0,), 256, 2)
+        robustness.RobustnessBudget("quick", (1.0,), (1.0,), 256, 2)
     with pytest.raises(ValueError, match="adaptive"):
-        robustness.RobustnessBudget("smoke", (1.0,), (0.4,), 256, 2, optimizers=("sgd", "momentum"))
+        robustness.RobustnessBudget("quick", (1.0,), (0.4,), 256, 2, optimizers=("sgd", "momentum"))
     with pytest.raises(ValueError, match="tier"):
         robustness.RobustnessBudget("huge", (1.0,), (0.4,), 256, 2)
-    assert set(robustness.BUDGETS) == {"smoke", "quick", "medium", "full"}
+    assert set(robustness.BUDGETS) == {"quick", "medium", "full"}
