@@ -268,7 +268,7 @@ def relative_gradient_noise(sigma: jax.Array, key: jax.Array) -> optax.GradientT
         del params
         leaves, treedef = jax.tree.flatten(updates)
         size = sum(leaf.size for leaf in leaves)
-        scale = sigma * optax.global_norm(updates) / jnp.sqrt(size)
+        scale = sigma * optax.tree.norm(updates) / jnp.sqrt(size)
         next_key, *keys = jax.random.split(state["key"], len(leaves) + 1)
         noisy = [
             leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
