@@ -63,7 +63,7 @@ experiments: $(BIN)/.installed ## the six optimizer studies, full budget -> $(OU
 experiments-medium: $(BIN)/.installed ## the committed report: 10k training images, 10 final seeds (about 32 min on 2 shared CPU cores) -> $(OUT)
 	$(BIN)/python -m experiments --budget medium --seed $(SEED) --out $(OUT)
 
-experiments-quick: $(BIN)/.installed ## every code path at small budgets (CI runs the same report in tests; about 6 min) -> $(OUT)
+experiments-quick: $(BIN)/.installed ## every code path at small budgets (CI runs the same report in tests; 5.5 CPU-minutes, 12 min on the shared machine) -> $(OUT)
 	$(BIN)/python -m experiments --budget quick --seed $(SEED) --out $(OUT)
 
 experiments-hypergradient: $(BIN)/.installed ## L2 penalty of MNIST logistic regression by hypergradients vs grid search; NNLS with bounds -> runs/hypergradient
