@@ -6,8 +6,9 @@ logistic regression, a convex objective).
 **Configurations.** All eight first-order configurations run on the MNIST MLP; on
 Fashion-MNIST and logistic regression a subset (GD, mini-batch SGD, momentum, Adam), so
 that each verdict can say where it holds (the quick tier runs every configuration on
-logistic regression alone). The medium and full tiers also tune momentum's ``beta`` and
-Adam's ``b1`` jointly with the rate, on the MNIST MLP, as two more configurations. L-BFGS
+logistic regression alone). The medium and full tiers also tune momentum's ``beta``, and
+Adam's ``b1`` and ``eps``, jointly with the rate, on the MNIST MLP, as two more
+configurations. L-BFGS
 needs no learning rate (Hager-Zhang line search); it minimises the same full-batch
 training loss from the same initial weights (the final seeds of the protocol) for
 ``full_batch_steps`` iterations, evaluated at the same iterations as GD.
@@ -68,10 +69,10 @@ GD = "gd (full batch)"
 SGD1 = "sgd (batch 1)"
 LBFGS = "l-bfgs (full batch)"
 ACCELERATED = ("momentum", "nesterov", "adagrad", "rmsprop", "adam")
-# label -> (optimizer, the hyperparameter tuned beside its rate)
-TUNED_BETAS = {
-    "momentum (tuned beta)": ("momentum", "momentum"),
-    "adam (tuned b1)": ("adam", "b1"),
+# label -> (optimizer, the hyperparameters tuned jointly with its rate)
+TUNED_EXTRAS = {
+    "momentum (tuned beta)": ("momentum", ("momentum",)),
+    "adam (tuned b1, eps)": ("adam", ("b1", "eps")),
 }
 # evaluation points (as fractions of its budget) of the profile's targets
 PROFILE_FRACTIONS = (0.25, 0.5, 1.0)
@@ -86,12 +87,12 @@ class ConvergenceBudget:
     """The protocol tier the study runs at; the workload that runs every configuration
     (``every_config``) and those that run the subset GD, mini-batch SGD, momentum and Adam
     (``subset``); whether ``every_config`` also tunes momentum's ``beta`` and Adam's ``b1``
-    beside the learning rate."""
+    and ``eps`` jointly with the learning rate."""
 
     protocol: str
     every_config: str = "mnist-mlp"
     subset: tuple[str, ...] = ("fashion-mlp", "mnist-logreg")
-    tune_betas: bool = False
+    tune_extras: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in protocol.BUDGETS:
@@ -113,8 +114,8 @@ class ConvergenceBudget:
 BUDGETS: dict[str, ConvergenceBudget] = {
     # every code path on one workload (compilation dominates: about 10 s per configuration)
     "quick": ConvergenceBudget("quick", every_config="mnist-logreg", subset=()),
-    "medium": ConvergenceBudget("medium", tune_betas=True),
-    "full": ConvergenceBudget("full", tune_betas=True),
+    "medium": ConvergenceBudget("medium", tune_extras=True),
+    "full": ConvergenceBudget("full", tune_extras=True),
 }
 
 
@@ -127,10 +128,10 @@ def configs(budget: ConvergenceBudget) -> dict[str, dict[str, Config]]:
         sgd_label(batch): Config("sgd", batch),
         **{name: Config(name, batch) for name in ACCELERATED},
     }
-    if budget.tune_betas:
+    if budget.tune_extras:
         every |= {
-            label: Config(optimizer, batch, (name,))
-            for label, (optimizer, name) in TUNED_BETAS.items()
+            label: Config(optimizer, batch, names)
+            for label, (optimizer, names) in TUNED_EXTRAS.items()
         }
     subset = {label: every[label] for label in (GD, sgd_label(batch), "momentum", "adam")}
     return {budget.every_config: every} | {name: subset for name in budget.subset}
@@ -361,7 +362,7 @@ def plot_sensitivity(results: ConvergenceResults, path: Path) -> Figure:
     seeds, band: their min to max) against the learning rate, one panel per workload. A
     star marks the rate chosen by final validation loss, an open square the rate chosen by
     steps to target; open circles are rates added by grid extensions; diverged or above
-    :data:`CEILING`: drawn at the ceiling. Configurations that also tune ``beta``/``b1``
+    :data:`CEILING`: drawn at the ceiling. Configurations that also tune ``beta``, ``b1`` or ``eps``
     show, per rate, the best of those values."""
     colors = _colors(_labels(results))
     fig = Figure(figsize=(6.0 * len(results.runs), 5.6), layout="constrained")
@@ -485,10 +486,13 @@ def report(results: ConvergenceResults, out: Path) -> Section:
         f"selection by steps to 1.05x the best validation loss is shown beside it), and "
         f"rerun on {tier.final_seeds} final seeds shared by every configuration (paired). "
         + (
-            f"On {results.budget.every_config}, momentum's beta and Adam's b1 are also tuned (grid "
-            f"{list(protocol.EXTRA_GRIDS['momentum'])}) jointly with the rate. "
-            if results.budget.tune_betas
-            else "Momentum's beta and Adam's b1 stay at their defaults (0.9) in this tier. "
+            f"On {results.budget.every_config}, momentum's beta (grid "
+            f"{list(protocol.EXTRA_GRIDS['momentum'])}) and Adam's b1 (grid "
+            f"{list(protocol.EXTRA_GRIDS['b1'])}) and eps (grid "
+            f"{list(protocol.EXTRA_GRIDS['eps'])}) are also tuned jointly with the rate. "
+            if results.budget.tune_extras
+            else "Momentum's beta and Adam's b1 stay at their defaults (0.9), Adam's eps at "
+            "1e-8, in this tier. "
         )
         + "Cost is counted in steps and in epochs (examples whose gradient was computed / N; "
         "for L-BFGS its value-and-gradient evaluations, line search included); never wall "
@@ -619,7 +623,7 @@ def _claim_accelerated(section: Section, results: ConvergenceResults) -> None:
     evidence = []
     for name, runs in results.runs.items():
         baseline = runs[results.sgd]
-        others = [label for label in runs if label in ACCELERATED or label in TUNED_BETAS]
+        others = [label for label in runs if label in ACCELERATED or label in TUNED_EXTRAS]
         speed = holm_paired(
             baseline.mean_val_loss, {label: runs[label].mean_val_loss for label in others}
         )

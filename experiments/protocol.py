@@ -95,7 +95,8 @@ class Config:
 EXTRA_GRIDS: dict[str, tuple[float, ...]] = {
     "momentum": (0.5, 0.9, 0.99),
     "b1": (0.5, 0.9, 0.99),
-    "eps": (1e-8, 1e-6, 1e-4),
+    # Adam's eps matters from about the gradient's size on (Choi et al. 2019): span 1e-8 to 1e-2
+    "eps": (1e-8, 1e-5, 1e-2),
 }
 
 # the centre of each optimizer's first learning-rate grid (its usual default)
