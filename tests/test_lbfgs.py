@@ -167,3 +167,31 @@ def test_failed_search_clears_the_memory_and_retries_along_steepest_descent(floa
     assert int(info.fevals) == 1 + 2  # the start, the failed trial, the retry's one trial
     np.testing.assert_allclose(jl.apply_updates(x, updates), jnp.zeros(2), atol=1e-12)
     np.testing.assert_allclose(info.value, 0.0, atol=1e-20)
+
+
+def test_failed_first_search_retries_a_thousand_times_shorter(float64):
+    """With an empty memory the direction is -g / ||g||, whose unit step moves x by 1. On
+    f = |x|^2 from |x0| = 1e-3 that overshoots to |x| ~ 1, so a one-evaluation search
+    fails; the retry along 1e-3 times the same direction moves x by 1e-3 and lands on the
+    minimum. Without the retry the iteration reports the failure and stays put."""
+
+    def fun(x):
+        return jnp.sum(x**2)
+
+    x = jnp.array([6e-4, 8e-4])
+    value, grad = jax.value_and_grad(fun)(x)
+    search = jl.scale_by_hager_zhang_linesearch(max_steps=1)
+    plain = jl.chain(jl.scale_by_lbfgs(), search)
+    updates, failed_state = plain.update(
+        grad, plain.init(x), x, value=value, grad=grad, value_fn=fun
+    )
+    assert bool(jl.lbfgs_info(failed_state).linesearch_failed) and jnp.all(updates == 0)
+
+    optimizer = jl.lbfgs(linesearch=search)
+    updates, state = optimizer.update(
+        grad, optimizer.init(x), x, value=value, grad=grad, value_fn=fun
+    )
+    info = jl.lbfgs_info(state)
+    assert int(info.restarts) == 1 and not bool(info.linesearch_failed)
+    assert int(info.fevals) == 1 + 2  # the start, the failed trial, the retry's one trial
+    np.testing.assert_allclose(jl.apply_updates(x, updates), jnp.zeros(2), atol=1e-15)

@@ -19,10 +19,13 @@ direction; optax keeps negative-curvature pairs (optax#1708). Before any pair ex
 :math:`d_0 = -g_0 / \|g_0\|` (a unit-length first move, as in L-BFGS-B).
 
 :func:`lbfgs` chains :func:`scale_by_lbfgs` with a line search (Hager-Zhang by default)
-or a fixed learning rate. When the line search fails along :math:`d_k` while the memory
-holds pairs, the memory is cleared and the search is run once more along the scaled
-steepest descent direction :math:`-\gamma_k g_k` before the failure is reported (counted in
-``restarts``). Its ``update`` takes the objective as extra arguments::
+or a fixed learning rate. When the line search fails along :math:`d_k`, it is run once
+more before the failure is reported (counted in ``restarts``): if the memory holds pairs,
+they are cleared and the retry goes along the scaled steepest descent direction
+:math:`-\gamma_k g_k`; if it is empty, along :math:`10^{-3} d_k`, so that its unit step
+moves :math:`x` by :math:`10^{-3}` instead of 1 (on CUTEst's GAUSS2LS the first search
+failed after its 20 trials; the retry then solves the problem). Its ``update`` takes the
+objective as extra arguments::
 
     opt = jl.lbfgs()
     state = opt.init(x)
@@ -179,12 +182,20 @@ def scale_by_lbfgs(
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+# With an empty memory a failed search is retried along the same direction this much shorter.
+_RETRY_SHRINK = 1e-3
+
+
 def _restarting(
     memory: optax.GradientTransformation, linesearch: optax.GradientTransformationExtraArgs
 ) -> optax.GradientTransformationExtraArgs:
-    """``chain(memory, linesearch)`` that, when the search fails along the L-BFGS direction
-    of a non-empty memory, clears the memory and searches once more along
-    :math:`-\\gamma g` (:math:`\\gamma` of the newest pair). The state is the chain's tuple."""
+    """``chain(memory, linesearch)`` that retries a failed search once (counted in
+    ``restarts``): when the memory holds pairs, it clears them and searches along
+    :math:`-\\gamma g` (:math:`\\gamma` of the newest pair); when it is empty (the direction
+    is :math:`-g / \\|g\\|`, so a unit step moves :math:`x` by 1), it searches along
+    ``_RETRY_SHRINK`` :math:`\\cdot d`, whose unit step moves :math:`x` by :math:`10^{-3}`.
+    An iteration thus costs at most twice the search's evaluations. The state is the
+    chain's tuple."""
     linesearch = optax.with_extra_args_support(linesearch)
 
     def init_fn(params: PyTree) -> tuple:
@@ -197,18 +208,20 @@ def _restarting(
         searched = linesearch_state(search_state)
         if searched is None:  # a transformation that reports no failure: nothing to retry
             return step, (memory_state, search_state)
-        retry = searched.failed & jnp.any(memory_state.rho != 0)
+        has_pair = jnp.any(memory_state.rho != 0)
 
         def restart():
             steepest = tree_scale(-memory_state.gamma, grad)
-            retried, retried_state = linesearch.update(steepest, search_state, params, **extra_args)
+            shorter = tree_scale(_RETRY_SHRINK, direction)
+            along = jax.tree.map(lambda a, b: jnp.where(has_pair, a, b), steepest, shorter)
+            retried, retried_state = linesearch.update(along, search_state, params, **extra_args)
             cleared = memory_state._replace(
                 rho=jnp.zeros_like(memory_state.rho),
                 restarts=safe_increment(memory_state.restarts),
             )
             return retried, (cleared, retried_state)
 
-        return jax.lax.cond(retry, restart, lambda: (step, (memory_state, search_state)))
+        return jax.lax.cond(searched.failed, restart, lambda: (step, (memory_state, search_state)))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -225,7 +238,8 @@ def lbfgs(
     :func:`~jaxopt_lab.optim.linesearch.scale_by_hager_zhang_linesearch`, Wolfe or
     approximate Wolfe with :math:`\delta = 0.1, \sigma = 0.9, \epsilon = 10^{-6}`) or, when
     ``learning_rate`` is given, is that constant. A failed line search clears the memory
-    and is retried once along :math:`-\gamma_k g_k` (module doc).
+    and is retried once along :math:`-\gamma_k g_k`, or along :math:`10^{-3} d_k` when the
+    memory was empty (module doc).
     ``update`` takes ``value=f(x_k)``, ``grad=g_k`` and ``value_fn=f`` as keyword arguments.
     """
     if learning_rate is not None:
