@@ -306,8 +306,9 @@ def limits(budget: ProtocolBudget) -> Section:
         f"Hardware: {device.device_kind} ({jax.default_backend()}) with "
         f"{os.cpu_count()} cores, shared with other work; wall times and their ratios "
         "describe this machine and small models, where the gradient is cheap, and would "
-        f"differ on an accelerator or a large model. Models: {models}; no convolutions, "
-        f"normalisation or dropout. Data: {budget.num_train:,} training images per "
+        f"differ on an accelerator or a large model. Models: {models}; no convolutions "
+        "or dropout, batch norm only in the deep study. "
+        f"Data: {budget.num_train:,} training images per "
         f"workload, {budget.epochs} epochs for mini-batch configurations and "
         f"{budget.full_batch_steps} full-batch steps: short runs, so verdicts are about "
         "early training, not about the best accuracy each optimizer can reach. No data "
@@ -315,6 +316,10 @@ def limits(budget: ProtocolBudget) -> Section:
         "decay tuned; hyperparameters other than those tuned keep their defaults. "
         f"{budget.final_seeds} final seeds bound what a {CONFIDENCE:.0%} interval can "
         "resolve: a claim whose effect is smaller than its interval is reported "
-        "inconclusive, not refuted."
+        "inconclusive, not refuted. The master seed fixes every random draw, but the "
+        "floating-point results repeat bit for bit only on the same CPU and software: "
+        "elsewhere XLA may order sums differently, the last digits move, a tuning grid "
+        "point that was nearly tied can win, and a verdict whose interval ends near zero "
+        "can change."
     )
     return section
