@@ -60,7 +60,7 @@ bench-sweep: $(BIN)/.installed ## 8 learning rates x 3 seeds of the MNIST MLP: o
 experiments: $(BIN)/.installed ## the six optimizer studies, full budget -> $(OUT)/REPORT.md + figures (hours on a CPU)
 	$(BIN)/python -m experiments --budget full --seed $(SEED) --out $(OUT)
 
-experiments-medium: $(BIN)/.installed ## the committed report: 10k training images, 10 final seeds (about 32 min on 2 shared CPU cores) -> $(OUT)
+experiments-medium: $(BIN)/.installed ## the committed report: 10k training images, 10 final seeds (about 41 min on 2 CPU cores) -> $(OUT)
 	$(BIN)/python -m experiments --budget medium --seed $(SEED) --out $(OUT)
 
 experiments-quick: $(BIN)/.installed ## every code path at small budgets (CI runs the same report in tests; 5.5 CPU-minutes, 12 min on the shared machine) -> $(OUT)
