@@ -8,10 +8,9 @@ Fashion-MNIST and logistic regression a subset (GD, mini-batch SGD, momentum, Ad
 that each verdict can say where it holds (the quick tier runs every configuration on
 logistic regression alone). The medium and full tiers also tune momentum's ``beta``, and
 Adam's ``b1`` and ``eps``, jointly with the rate, on the MNIST MLP, as two more
-configurations. L-BFGS
-needs no learning rate (Hager-Zhang line search); it minimises the same full-batch
-training loss from the same initial weights (the final seeds of the protocol) for
-``full_batch_steps`` iterations, evaluated at the same iterations as GD.
+configurations. L-BFGS needs no learning rate (Hager-Zhang line search); it minimises the
+same full-batch training loss from the same initial weights (the final seeds of the
+protocol) for ``full_batch_steps`` iterations, evaluated at the same iterations as GD.
 
 **Cost axes** (never wall time: :mod:`experiments.efficiency` measures time):
 

@@ -213,7 +213,7 @@ def _restarting(
         def restart():
             steepest = tree_scale(-memory_state.gamma, grad)
             shorter = tree_scale(_RETRY_SHRINK, direction)
-            along = jax.tree.map(lambda a, b: jnp.where(has_pair, a, b), steepest, shorter)
+            along = optax.tree.where(has_pair, steepest, shorter)
             retried, retried_state = linesearch.update(along, search_state, params, **extra_args)
             cleared = memory_state._replace(
                 rho=jnp.zeros_like(memory_state.rho),
