@@ -543,13 +543,6 @@ def measure(budget: DeepBudget, seed: int) -> DeepResults:
 # ---------------------------------------------------------------------------- the report
 
 
-def _shift(interval: Interval, offset: float) -> Interval:
-    """The interval of ``quantity + offset``."""
-    return interval._replace(
-        mean=interval.mean + offset, low=interval.low + offset, high=interval.high + offset
-    )
-
-
 def _magnitude(interval: Interval) -> Interval:
     """The confidence set of :math:`|\\mu|` implied by one of :math:`\\mu` (same coverage):
     ``[0 or min(|low|, |high|), max(|low|, |high|)]``."""
@@ -812,7 +805,7 @@ def _initialisation(section: Section, init: InitGradients, out: Path) -> None:
             by_interval(
                 f"gain {g:.3g}: |slope of log ||dL/dW_l|||, layers 2..L, minus half the "
                 f"backpropagated gradient's |{predicted_slope(g):.3f}|",
-                _shift(_magnitude(mean_ci(kernel_slopes[g])), -abs(predicted_slope(g)) / 2),
+                _magnitude(mean_ci(kernel_slopes[g])).plus(-abs(predicted_slope(g)) / 2),
                 1,
             )
             for g in POOR_GAINS
@@ -917,7 +910,7 @@ def _training_claims(section: Section, results: DeepResults) -> None:
         f"learning rate tuned for it (test accuracy lower by more than {MARGIN:g}).",
         [
             by_interval(
-                f"gain {g:.3g} minus He, + {MARGIN:g} (Holm)", _shift(worse[g].interval, MARGIN), -1
+                f"gain {g:.3g} minus He, + {MARGIN:g} (Holm)", worse[g].interval.plus(MARGIN), -1
             )
             for g in POOR_GAINS
         ],
@@ -987,7 +980,7 @@ def _training_claims(section: Section, results: DeepResults) -> None:
     section.claim(
         f"Careful initialisation (He) avoids the problem without any other fix: plain He "
         f"comes within {CLOSE:g} of He with batch norm.",
-        [by_interval(f"He minus He with batch norm, + {CLOSE:g}", _shift(alone, CLOSE), 1)],
+        [by_interval(f"He minus He with batch norm, + {CLOSE:g}", alone.plus(CLOSE), 1)],
         f"test accuracy He {mean_ci(he).format()} vs He with batch norm "
         f"{mean_ci(he_bn).format()} (difference {alone.format()}).",
     )

@@ -468,12 +468,6 @@ def iteration_slope(results: QuadraticResults, name: str) -> Slope:
     return Slope(interval, tuple(dict.fromkeys(kappas)))
 
 
-def _shifted(interval: Interval, by: float) -> Interval:
-    return interval._replace(
-        mean=interval.mean - by, low=interval.low - by, high=interval.high - by
-    )
-
-
 def _median(values: np.ndarray) -> float:
     return float(np.median(values))
 
@@ -573,7 +567,7 @@ def report(results: QuadraticResults, out: Path) -> Section:
     gd = slopes["GD"]
     section.claim(
         "Gradient descent (fixed step 2/(L+mu)) needs iterations growing like kappa.",
-        [by_interval(f"GD slope - {SLOPE_THRESHOLD}", _shifted(gd.interval, SLOPE_THRESHOLD), 1)],
+        [by_interval(f"GD slope - {SLOPE_THRESHOLD}", gd.interval.plus(-SLOPE_THRESHOLD), 1)],
         f"GD's log-log slope is {gd.interval.format()} over {_kappa_range(gd.condition_numbers)} "
         f"(theory 1; {SLOPE_THRESHOLD} separates kappa from sqrt(kappa)).",
     )
@@ -582,7 +576,7 @@ def report(results: QuadraticResults, out: Path) -> Section:
         "need iterations growing like sqrt(kappa) or slower.",
         [
             by_interval(
-                f"{n} slope - {SLOPE_THRESHOLD}", _shifted(slopes[n].interval, SLOPE_THRESHOLD), -1
+                f"{n} slope - {SLOPE_THRESHOLD}", slopes[n].interval.plus(-SLOPE_THRESHOLD), -1
             )
             for n in ACCELERATED
         ],

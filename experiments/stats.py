@@ -77,6 +77,12 @@ class Interval(NamedTuple):
         text = f"{self.mean:.{precision}g} [{self.low:.{precision}g}, {self.high:.{precision}g}]"
         return text if self.finite == self.total else f"{text} ({self.finite}/{self.total})"
 
+    def plus(self, offset: float) -> Interval:
+        """The interval of ``quantity + offset`` (a margin moved onto zero)."""
+        return self._replace(
+            mean=self.mean + offset, low=self.low + offset, high=self.high + offset
+        )
+
 
 def _check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
