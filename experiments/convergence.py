@@ -31,9 +31,14 @@ protocol) for ``full_batch_steps`` iterations, evaluated at the same iterations 
 2. *Momentum and adaptive methods speed up convergence over plain SGD*: each one's mean
    validation loss over the run's evaluations (the area under its validation curve per
    epoch: low when it gets low early and stays low) minus mini-batch SGD's after the same
-   epochs, every configuration at its own tuned rate, Holm-corrected over the optimizers of
-   a workload. The final validation loss differences (what the budget ends at) and the
-   epochs to SGD's mean final validation loss (k/n seeds reached) are reported beside it.
+   epochs, Holm-corrected over the optimizers of a workload. Every configuration of this
+   claim, SGD included, is selected by that same quantity on the tuning seeds
+   (``selection="area"`` of :func:`experiments.protocol.tune`) and rerun on the final seeds:
+   judged on the area while tuned for the final loss, Adam on logistic regression flipped
+   between two rates of nearly equal final loss and opposite verdicts from one master seed
+   to the next. The final validation loss differences of the runs selected by final
+   validation loss (what the budget ends at) and their epochs to SGD's mean final
+   validation loss (k/n seeds reached) are reported beside it.
 3. *L-BFGS converges in fewer iterations than full-batch GD*: L-BFGS's training loss after
    GD's number of iterations minus GD's, and after at most GD's number of gradient
    evaluations minus GD's, per workload. Iterations and gradient evaluations to GD's
@@ -259,11 +264,14 @@ def _lbfgs_program(hidden_sizes: tuple[int, ...], evals: int, per_eval: int):
 
 @dataclass(frozen=True)
 class ConvergenceResults:
-    """Every configuration's final runs per workload (L-BFGS last)."""
+    """Every configuration's final runs per workload (L-BFGS last), selected by final
+    validation loss; and, for claim 2, mini-batch SGD and the accelerated configurations
+    selected by the area under the validation curve."""
 
     budget: ConvergenceBudget
     seed: int
     runs: dict[str, dict[str, Curves]]  # workload -> label -> curves
+    speed: dict[str, dict[str, Curves]]  # workload -> label -> curves (selected by area)
 
     @property
     def tier(self) -> ProtocolBudget:
@@ -274,17 +282,46 @@ class ConvergenceResults:
         return sgd_label(self.tier.batch_size)
 
 
+def speed_labels(labels, sgd: str) -> list[str]:
+    """The configurations of claim 2, in the order given: mini-batch SGD (the baseline)
+    and the momentum and adaptive ones."""
+    return [label for label in labels if label == sgd or _accelerated(label)]
+
+
+def _accelerated(label: str) -> bool:
+    return label in ACCELERATED or label in TUNED_EXTRAS
+
+
 def measure(budget: ConvergenceBudget, seed: int) -> ConvergenceResults:
-    """Tune and rerun every configuration of every workload, and run L-BFGS."""
+    """Tune and rerun every configuration of every workload (selected by final validation
+    loss, and claim 2's also by area), and run L-BFGS."""
     runs: dict[str, dict[str, Curves]] = {}
+    speed: dict[str, dict[str, Curves]] = {}
+    sgd = sgd_label(budget.tier.batch_size)
     for name, by_label in configs(budget).items():
         workload = protocol.WORKLOADS[name]
         runs[name] = {
-            label: Curves.from_tuned(label, protocol.tune(workload, config, budget.tier, seed))
+            label: _curves(label, workload, config, budget.tier, seed, "final")
             for label, config in by_label.items()
         }
         runs[name][LBFGS] = lbfgs_curves(workload, budget.tier, seed)
-    return ConvergenceResults(budget, seed, runs)
+        speed[name] = {
+            label: _curves(label, workload, by_label[label], budget.tier, seed, "area")
+            for label in speed_labels(by_label, sgd)
+        }
+    return ConvergenceResults(budget, seed, runs, speed)
+
+
+def _curves(
+    label: str,
+    workload: Workload,
+    config: Config,
+    tier: ProtocolBudget,
+    seed: int,
+    selection: protocol.Selection,
+) -> Curves:
+    tuned = protocol.tune(workload, config, tier, seed, selection=selection)
+    return Curves.from_tuned(label, tuned)
 
 
 def first_at_or_after(positions: np.ndarray, value: float) -> int:
@@ -354,13 +391,15 @@ def _colors(labels: list[str]) -> dict[str, tuple | str]:
 
 _BY_FINAL = dict(ls="", marker="*", ms=11, mec="black", zorder=6)
 _BY_TARGET = dict(ls="", marker="s", ms=13, mfc="none", mew=1.6, zorder=5)
+_BY_AREA = dict(ls="", marker="D", ms=9, mfc="none", mew=1.6, zorder=5)
 
 
 def plot_sensitivity(results: ConvergenceResults, path: Path) -> Figure:
     """DeepOBS-style learning-rate sensitivity: final validation loss (mean over the tuning
     seeds, band: their min to max) against the learning rate, one panel per workload. A
-    star marks the rate chosen by final validation loss, an open square the rate chosen by
-    steps to target; open circles are rates added by grid extensions; diverged or above
+    star marks the rate chosen by final validation loss, an open diamond the rate chosen by
+    the area under the validation curve (claim 2), an open square the rate chosen by steps
+    to target; open circles are rates added by grid extensions; diverged or above
     :data:`CEILING`: drawn at the ceiling. Configurations that also tune ``beta``, ``b1`` or ``eps``
     show, per rate, the best of those values."""
     colors = _colors(_labels(results))
@@ -377,8 +416,13 @@ def plot_sensitivity(results: ConvergenceResults, path: Path) -> Figure:
             first = set(protocol.first_grid(curves.tuned.config, results.tier))
             for rate, value in zip(rates, mean, strict=True):
                 ax.plot(rate, value, "o", ms=4, color=color, mfc=color if rate in first else "w")
-            for key, style in (("best_by_target", _BY_TARGET), ("best", _BY_FINAL)):
-                rate = getattr(curves.tuned, key)["learning_rate"]
+            chosen = (
+                (curves.tuned.best_by_target, _BY_TARGET),
+                (curves.tuned.chosen("area"), _BY_AREA),
+                (curves.tuned.chosen("final"), _BY_FINAL),
+            )
+            for hyperparameters, style in chosen:
+                rate = hyperparameters["learning_rate"]
                 index = int(np.flatnonzero(rates == rate)[0])
                 ax.plot(rate, mean[index], color=color, **style)
         ax.set(
@@ -392,11 +436,12 @@ def plot_sensitivity(results: ConvergenceResults, path: Path) -> Figure:
     tuned = [label for label in colors if label != LBFGS]
     handles = [Line2D([], [], color=colors[label], label=label) for label in tuned]
     handles += [
-        Line2D([], [], color="gray", label="chosen by final val loss (verdicts)", **_BY_FINAL),
+        Line2D([], [], color="gray", label="chosen by final val loss", **_BY_FINAL),
+        Line2D([], [], color="gray", label="chosen by area (claim 2)", **_BY_AREA),
         Line2D([], [], color="gray", label="chosen by steps to target", **_BY_TARGET),
         Line2D([], [], ls="", marker="o", mfc="w", color="gray", label="added by an extension"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize=8)
     fig.savefig(path, dpi=120)
     return fig
 
@@ -481,9 +526,13 @@ def report(results: ConvergenceResults, out: Path) -> Section:
         f"and L-BFGS {tier.full_batch_steps} iterations; each run is evaluated "
         f"{tier.evals} times. Every learning rate is tuned on a log grid of {tier.per_decade} "
         f"rates per decade on {tier.tuning_seeds} tuning seeds (extended when the optimum "
-        f"sits on an edge), selected by final validation loss (what the verdicts use; the "
-        f"selection by steps to 1.05x the best validation loss is shown beside it), and "
-        f"rerun on {tier.final_seeds} final seeds shared by every configuration (paired). "
+        f"sits on an edge until the optimum of both selections below is bracketed), "
+        f"selected by the quantity its verdict reads, and rerun on {tier.final_seeds} final "
+        f"seeds shared by every configuration (paired): by final validation loss for "
+        f"claims 1 and 3, the table and the figures; by the mean validation loss over the "
+        f"run's evaluations (the area under the validation curve) for claim 2, SGD "
+        f"included. The selection by steps to 1.05x the best validation loss is shown "
+        f"beside them. "
         + (
             f"On {results.budget.every_config}, momentum's beta (grid "
             f"{list(protocol.EXTRA_GRIDS['momentum'])}) and Adam's b1 (grid "
@@ -502,8 +551,9 @@ def report(results: ConvergenceResults, out: Path) -> Section:
         section.text(f"**{name}**")
         section.table(*_table(runs, sgd))
     edges = [
-        f"{name} / {c.label}: {c.tuned.edge}"
-        for name, runs in results.runs.items()
+        f"{name} / {c.label}{suffix}: {c.tuned.edge}"
+        for by_selection, suffix in ((results.runs, ""), (results.speed, " (by area)"))
+        for name, runs in by_selection.items()
         for c in runs.values()
         if c.tuned is not None and c.tuned.edge
     ]
@@ -520,8 +570,9 @@ def report(results: ConvergenceResults, out: Path) -> Section:
     section.figure(
         "convergence_sensitivity.png",
         "Learning-rate sensitivity: final validation loss against the learning rate "
-        "(tuning seeds: mean, band min to max; star: chosen by final validation loss, square: "
-        "chosen by steps to target; open circles: added by grid extension).",
+        "(tuning seeds: mean, band min to max; star: chosen by final validation loss, "
+        "diamond: chosen by the area under the validation curve, square: chosen by steps to "
+        "target; open circles: added by grid extension).",
     )
     section.figure(
         "convergence.png",
@@ -534,8 +585,7 @@ def report(results: ConvergenceResults, out: Path) -> Section:
     return section
 
 
-def _hyperparameters(tuned: Tuned, key: str) -> str:
-    chosen = getattr(tuned, key)
+def _hyperparameters(chosen: dict[str, float]) -> str:
     return ", ".join(f"{k.replace('learning_rate', 'lr')} {v:g}" for k, v in chosen.items())
 
 
@@ -550,6 +600,7 @@ def _table(runs: dict[str, Curves], sgd: str) -> tuple[list[str], list[tuple]]:
         "configuration",
         "rates tried",
         "chosen by final val loss",
+        "chosen by area (claim 2)",
         "chosen by steps to target",
         "effective lr",
         "final train loss",
@@ -564,8 +615,9 @@ def _table(runs: dict[str, Curves], sgd: str) -> tuple[list[str], list[tuple]]:
             (
                 label,
                 "-" if tuned is None else _rates_tried(tuned),
-                "line search" if tuned is None else _hyperparameters(tuned, "best"),
-                "-" if tuned is None else _hyperparameters(tuned, "best_by_target"),
+                "line search" if tuned is None else _hyperparameters(tuned.best),
+                "-" if tuned is None else _hyperparameters(tuned.chosen("area")),
+                "-" if tuned is None else _hyperparameters(tuned.best_by_target),
                 "-" if tuned is None else tuned.effective_learning_rate,
                 mean_ci(c.train_loss[:, -1]).format(),
                 mean_ci(c.val_loss[:, -1]).format(),
@@ -615,33 +667,37 @@ def _claim_minibatch(section: Section, results: ConvergenceResults) -> None:
 
 
 def _claim_accelerated(section: Section, results: ConvergenceResults) -> None:
-    """Claim 2: mean validation loss over the run minus mini-batch SGD's (the primary
-    comparison), Holm-corrected per workload; final validation loss and epochs to SGD's
-    final validation loss beside it."""
+    """Claim 2: mean validation loss over the run minus mini-batch SGD's, every run selected
+    by that quantity (the primary comparison), Holm-corrected per workload; beside it the
+    final validation loss and epochs to SGD's final validation loss of the runs selected by
+    final validation loss."""
     comparisons: list[Comparison] = []
     evidence = []
-    for name, runs in results.runs.items():
-        baseline = runs[results.sgd]
-        others = [label for label in runs if label in ACCELERATED or label in TUNED_EXTRAS]
-        speed = holm_paired(
-            baseline.mean_val_loss, {label: runs[label].mean_val_loss for label in others}
+    for name, speed in results.speed.items():
+        runs = results.runs[name]
+        baseline, others = speed[results.sgd], [label for label in speed if _accelerated(label)]
+        area = holm_paired(
+            baseline.mean_val_loss, {label: speed[label].mean_val_loss for label in others}
         )
         final = holm_paired(
-            baseline.val_loss[:, -1], {label: runs[label].val_loss[:, -1] for label in others}
+            runs[results.sgd].val_loss[:, -1],
+            {label: runs[label].val_loss[:, -1] for label in others},
         )
-        target = float(np.mean(baseline.val_loss[:, -1]))
+        target = float(np.mean(runs[results.sgd].val_loss[:, -1]))
         parts = []
         for label in others:
-            comparisons.append(by_interval(f"{name}: {label} - sgd", speed[label].interval, -1))
+            comparisons.append(by_interval(f"{name}: {label} - sgd", area[label].interval, -1))
             reach = mean_ci(runs[label].to_target("val_loss", "epochs", target))
             parts.append(
-                f"{label} (effective lr {runs[label].tuned.effective_learning_rate:.3g}) "
-                f"{speed[label].interval.format()}, final {final[label].interval.format()}, "
-                f"epochs to {target:.3f} {reach.format()}"
+                f"{label} (effective lr {speed[label].tuned.effective_learning_rate:.3g}) "
+                f"{area[label].interval.format()}; by final loss (effective lr "
+                f"{runs[label].tuned.effective_learning_rate:.3g}) final "
+                f"{final[label].interval.format()}, epochs to {target:.3f} {reach.format()}"
             )
-        sgd_reach = mean_ci(baseline.to_target("val_loss", "epochs", target))
+        sgd_reach = mean_ci(runs[results.sgd].to_target("val_loss", "epochs", target))
         evidence.append(
-            f"{name} (sgd lr {baseline.tuned.effective_learning_rate:.3g}, epochs to "
+            f"{name} (sgd lr {baseline.tuned.effective_learning_rate:.3g} by area, "
+            f"{runs[results.sgd].tuned.effective_learning_rate:.3g} by final loss, epochs to "
             f"{target:.3f} {sgd_reach.format()}): {'; '.join(parts)}"
         )
     section.claim(
@@ -649,10 +705,12 @@ def _claim_accelerated(section: Section, results: ConvergenceResults) -> None:
         "plain mini-batch SGD.",
         comparisons,
         "mean validation loss over the run's evaluations (the area under the validation "
-        "curve per epoch, after the same epochs) minus mini-batch SGD's, each at its own "
-        "tuned rate, paired by seed and Holm-corrected over the optimizers of a workload "
-        "(negative: lower loss along the way); beside it the same for the final validation "
-        f"loss, and the epochs to SGD's mean final validation loss: {' | '.join(evidence)}.",
+        "curve per epoch, after the same epochs) minus mini-batch SGD's, every configuration "
+        "selected by that same quantity on the tuning seeds, paired by seed and "
+        "Holm-corrected over the optimizers of a workload (negative: lower loss along the "
+        "way); beside it, for the runs selected by final validation loss, the same "
+        "difference of the final validation loss and the epochs to SGD's mean final "
+        f"validation loss: {' | '.join(evidence)}.",
     )
 
 

@@ -21,17 +21,26 @@ the best rate sits on an edge of the grid, the grid is extended by one decade on
 and only the new rates are trained, up to ``max_extensions`` times; an optimum still on an
 edge after that is recorded (``Tuned.edge``) and the report says so. A configuration may
 also tune extra hyperparameters (momentum, Adam's ``b1`` and ``eps``) on small fixed grids,
-jointly with the rate. Two selections are computed:
+jointly with the rate. A study selects the point whose mean over the tuning seeds is
+lowest for the quantity its verdict reads (:data:`SELECTIONS`; a diverged run is infinitely
+bad), so a configuration is never judged on a metric it was not tuned for:
 
-- by **final validation loss** (mean over the tuning seeds; a diverged run is infinitely
-  bad): the rate the final runs use and every verdict relies on;
-- by **steps to a validation target** (AlgoPerf style): the fewest steps at which the
-  mean validation loss over the tuning seeds reaches 1.05x the configuration's best final
-  validation loss; reported beside the first, to show whether the choice depends on it.
+- ``"final"``, **final validation loss** (what the budget ends at): the default, and what
+  every verdict except the convergence-speed claim relies on;
+- ``"area"``, **mean validation loss over the run's evaluations** (the area under the
+  validation curve per unit of budget: low when a run gets low early and stays low): what
+  the convergence-speed claim reads.
 
-The winner is rerun with the final seeds (vectorized over seeds; wall time is the job of
-:mod:`experiments.efficiency`). Tuning results are cached per (workload, configuration,
-variant, budget, master seed), so later studies reuse them.
+The grid is extended until the optimum of *both* selections is bracketed, so the points
+are the same whichever a study asks for. A third choice, by **steps to a validation target**
+(AlgoPerf style: the fewest steps at which the mean validation loss over the tuning seeds
+reaches 1.05x the configuration's best final validation loss), is reported beside them to
+show whether the choice depends on the criterion.
+
+The selected point is rerun with the final seeds (vectorized over seeds; wall time is the
+job of :mod:`experiments.efficiency`). Tuning grids are cached per (workload,
+configuration, variant, budget, master seed) and final runs per hyperparameters, so later
+studies, and a second selection that picks the same point, reuse them.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -179,6 +189,11 @@ class ProtocolBudget:
         return self.num_train if config.batch_size is None else config.batch_size
 
 
+# what a study's tuning minimises (see the module doc)
+Selection = Literal["final", "area"]
+SELECTIONS: tuple[str, ...] = ("final", "area")
+
+
 @dataclass(frozen=True)
 class TuningPoint:
     """One grid point: its hyperparameters and its validation-loss curves per tuning seed
@@ -193,6 +208,24 @@ class TuningPoint:
         last = self.val_loss[:, -1]
         return float(last.mean()) if np.all(np.isfinite(last)) else math.inf
 
+    @property
+    def area(self) -> float:
+        """Mean over the seeds of the mean validation loss over the evaluations after step 0
+        (inf if any evaluation diverged)."""
+        later = self.val_loss[:, 1:]
+        return float(later.mean()) if np.all(np.isfinite(later)) else math.inf
+
+    def score(self, selection: Selection) -> float:
+        """What ``selection`` minimises: :attr:`final` or :attr:`area`."""
+        if selection not in SELECTIONS:
+            raise ValueError(f"unknown selection {selection!r}; choose from {SELECTIONS}")
+        return self.final if selection == "final" else self.area
+
+
+def select(points, selection: Selection) -> TuningPoint:
+    """The point with the lowest :meth:`TuningPoint.score` (the first of equals)."""
+    return min(points, key=lambda p: p.score(selection))
+
 
 @dataclass(frozen=True)
 class Tuned:
@@ -205,11 +238,16 @@ class Tuned:
     samples_per_step: int
     num_train: int
     points: tuple[TuningPoint, ...]
-    best: Mapping[str, float]  # by final validation loss (used by the verdicts)
+    selection: Selection  # what ``best`` minimises
+    best: Mapping[str, float]  # the selected point's hyperparameters (the final runs use them)
     best_by_target: Mapping[str, float]  # by steps to 1.05x the best validation loss
     extensions: int  # decades added to the first grid
     edge: str | None  # a sentence when an optimum still sits on a grid edge
     final: SweepResult = field(repr=False)  # the final seeds at ``best`` (test metrics included)
+
+    def chosen(self, selection: Selection) -> Mapping[str, float]:
+        """The hyperparameters ``selection`` picks from this grid (``best`` for its own)."""
+        return select(self.points, selection).hyperparameters
 
     @property
     def learning_rates(self) -> np.ndarray:
@@ -328,6 +366,8 @@ def seeds(master: int, workload: Workload, purpose: str, count: int) -> tuple[in
     return derive_many(master, count, "protocol", workload.name, purpose)
 
 
+_GRIDS: dict[tuple, tuple[tuple[TuningPoint, ...], int]] = {}
+_FINALS: dict[tuple, SweepResult] = {}
 _TUNED: dict[tuple, Tuned] = {}
 
 
@@ -337,32 +377,50 @@ def tune(
     budget: ProtocolBudget,
     master: int,
     variant: Variant = CLEAN,
+    selection: Selection = "final",
 ) -> Tuned:
-    """Run (or fetch) the protocol for ``config`` on ``workload``."""
-    key = (workload, config, budget, master, variant)
+    """Run (or fetch) the protocol for ``config`` on ``workload``, selecting by
+    ``selection`` (see the module doc)."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; choose from {SELECTIONS}")
+    key = (workload, config, budget, master, variant, selection)
     if key not in _TUNED:
-        _TUNED[key] = _tune(workload, config, budget, master, variant)
+        _TUNED[key] = _tune(workload, config, budget, master, variant, selection)
     return _TUNED[key]
 
 
-def _tune(
-    workload: Workload, config: Config, budget: ProtocolBudget, master: int, variant: Variant
-) -> Tuned:
-    full = data(workload, budget, variant, master)
-    tuning_data = full.without_test()
-    steps = budget.steps(config)
-    runs = dict(
+def _run_options(workload: Workload, config: Config, budget: ProtocolBudget) -> dict:
+    """The :func:`~jaxopt_lab.training.sweep.sweep` options shared by tuning and final runs."""
+    return dict(
         model_factory=model_factory(workload.hidden_sizes),
         batch_size=budget.batch(config),
         num_evals=budget.evals,
-        steps_per_eval=steps // budget.evals,
+        steps_per_eval=budget.steps(config) // budget.evals,
         data_seed=None,
     )
-    factory = _factory(config.optimizer, bool(variant.noise))
+
+
+def _extra_grids(config: Config, variant: Variant) -> dict[str, tuple[float, ...]]:
+    """The grids swept beside the learning rate (a noise level is a one-point grid)."""
     extra = {name: EXTRA_GRIDS[name] for name in config.tuned}
     if variant.noise:
         extra["noise"] = (variant.noise,)
+    return extra
+
+
+def _grid(
+    workload: Workload, config: Config, budget: ProtocolBudget, master: int, variant: Variant
+) -> tuple[tuple[TuningPoint, ...], int]:
+    """The tuning points (first grid and its extensions) and the number of extensions; the
+    grid grows until the optimum of every selection is bracketed (cached)."""
+    key = (workload, config, budget, master, variant)
+    if key in _GRIDS:
+        return _GRIDS[key]
+    tuning_data = data(workload, budget, variant, master).without_test()
+    factory = _factory(config.optimizer, bool(variant.noise))
+    extra = _extra_grids(config, variant)
     tuning_seeds = seeds(master, workload, "tuning", budget.tuning_seeds)
+    options = _run_options(workload, config, budget)
     centre = FULL_BATCH_CENTRE if config.batch_size is None else CENTRES[config.optimizer]
     high = budget.span_decades * budget.per_decade // 2  # the first grid's ends, in steps
     low = -high
@@ -370,7 +428,7 @@ def _tune(
 
     def train(rates: list[float]) -> None:
         result = sweep(
-            factory, {"learning_rate": rates, **extra}, tuning_seeds, tuning_data, **runs
+            factory, {"learning_rate": rates, **extra}, tuning_seeds, tuning_data, **options
         )
         names = list(result.grid)
         val = np.asarray(result.curves.val_loss)  # [*grid, seed, eval]
@@ -380,11 +438,11 @@ def _tune(
 
     train(first_grid(config, budget))
     extensions = 0
-    while True:
-        best = min(points.values(), key=lambda p: p.final)
+    while extensions < budget.max_extensions:
         rates = sorted({p.hyperparameters["learning_rate"] for p in points.values()})
-        side = _edge_side(best, rates)
-        if side == 0 or extensions == budget.max_extensions:
+        sides = [_edge_side(select(points.values(), s), rates) for s in SELECTIONS]
+        side = next((side for side in sides if side), 0)
+        if side == 0:
             break
         if side < 0:
             low -= budget.per_decade
@@ -393,15 +451,43 @@ def _tune(
             high += budget.per_decade
             train(learning_rate_grid(centre, budget.per_decade, high - budget.per_decade + 1, high))
         extensions += 1
-    edge = _edge_sentence(best, rates, extra, _edge_side(best, rates))
-    by_target = _best_by_target(points.values(), best.final)
-    final = sweep(
-        factory,
-        {k: [v] for k, v in best.hyperparameters.items()},
-        seeds(master, workload, "final", budget.final_seeds),
-        full,
-        **runs,
-    )
+    _GRIDS[key] = (tuple(points.values()), extensions)
+    return _GRIDS[key]
+
+
+def _final_runs(
+    workload: Workload,
+    config: Config,
+    budget: ProtocolBudget,
+    master: int,
+    variant: Variant,
+    hyperparameters: Mapping[str, float],
+) -> SweepResult:
+    """The final seeds at ``hyperparameters``, test metrics included (cached)."""
+    key = (workload, config, budget, master, variant, tuple(sorted(hyperparameters.items())))
+    if key not in _FINALS:
+        _FINALS[key] = sweep(
+            _factory(config.optimizer, bool(variant.noise)),
+            {k: [v] for k, v in hyperparameters.items()},
+            seeds(master, workload, "final", budget.final_seeds),
+            data(workload, budget, variant, master),
+            **_run_options(workload, config, budget),
+        )
+    return _FINALS[key]
+
+
+def _tune(
+    workload: Workload,
+    config: Config,
+    budget: ProtocolBudget,
+    master: int,
+    variant: Variant,
+    selection: Selection,
+) -> Tuned:
+    points, extensions = _grid(workload, config, budget, master, variant)
+    best = select(points, selection)
+    rates = sorted({p.hyperparameters["learning_rate"] for p in points})
+    steps = budget.steps(config)
     return Tuned(
         workload=workload,
         config=config,
@@ -409,12 +495,13 @@ def _tune(
         steps=np.arange(budget.evals + 1) * (steps // budget.evals),
         samples_per_step=budget.batch(config),
         num_train=budget.num_train,
-        points=tuple(points.values()),
+        points=points,
+        selection=selection,
         best=dict(best.hyperparameters),
-        best_by_target=dict(by_target.hyperparameters),
+        best_by_target=dict(_best_by_target(points, select(points, "final").final).hyperparameters),
         extensions=extensions,
-        edge=edge,
-        final=final,
+        edge=_edge_sentence(best, rates, _extra_grids(config, variant), _edge_side(best, rates)),
+        final=_final_runs(workload, config, budget, master, variant, best.hyperparameters),
     )
 
 

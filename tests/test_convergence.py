@@ -100,6 +100,9 @@ def test_report_gives_rule_verdicts_and_figures(results, section):
     # against SGD; claim 3: per iteration and per gradient evaluation
     assert len(section.claims[0].comparisons) == 2
     assert len(section.claims[1].comparisons) == len(
+        [label for label in results.speed[BUDGET.every_config] if label != results.sgd]
+    )
+    assert len(section.claims[1].comparisons) == len(
         [label for label in runs if label in convergence.ACCELERATED]
     )
     assert len(section.claims[2].comparisons) == 2
@@ -129,6 +132,40 @@ def test_claim_follows_the_sign_of_the_measurements(results, tmp_path, shift, ou
         runs[label] = dataclasses.replace(curves, train_loss=loss)
     changed = dataclasses.replace(results, runs={BUDGET.every_config: runs})
     claim = convergence.report(changed, tmp_path).claims[0]
+    assert {c.outcome for c in claim.comparisons} == {outcome}
+
+
+def test_speed_claim_reads_runs_selected_by_the_area_it_judges(results):
+    for name, speed in results.speed.items():
+        runs = results.runs[name]
+        assert list(speed) == convergence.speed_labels(runs, results.sgd)
+        assert results.sgd in speed and len(speed) > 1
+        for label, curves in speed.items():
+            tuned = curves.tuned
+            assert tuned.selection == "area" and runs[label].tuned.selection == "final"
+            assert tuned.points is runs[label].tuned.points  # one grid, two selections
+            areas = {tuple(sorted(p.hyperparameters.items())): p.area for p in tuned.points}
+            assert areas[tuple(sorted(tuned.best.items()))] == min(areas.values())
+            # the final runs were made at the area's choice
+            assert tuned.final.grid["learning_rate"].tolist() == [tuned.best["learning_rate"]]
+
+
+@pytest.mark.parametrize(
+    ("shift", "outcome"), [(0.5, Outcome.CONTRADICTS), (-0.5, Outcome.SUPPORTS)]
+)
+def test_speed_claim_follows_the_sign_of_the_area(results, tmp_path, shift, outcome):
+    """Claim 2 against an oracle of known sign: the area-selected runs' validation losses
+    set to SGD's level plus ``shift`` (and per-seed jitter) at every evaluation; the runs
+    selected by final loss are left alone, so the verdict must come from the area."""
+    speed = dict(results.speed[BUDGET.every_config])
+    level = 1.0 + np.linspace(0.0, 0.02, TIER.final_seeds)[:, None]
+    for label, curves in speed.items():
+        jitter = np.linspace(0.0, 0.01, TIER.final_seeds)[::-1, None]
+        offset = 0.0 if label == results.sgd else shift + jitter
+        loss = np.broadcast_to(level + offset, curves.val_loss.shape).copy()
+        speed[label] = dataclasses.replace(curves, val_loss=loss)
+    changed = dataclasses.replace(results, speed={BUDGET.every_config: speed})
+    claim = convergence.report(changed, tmp_path).claims[1]
     assert {c.outcome for c in claim.comparisons} == {outcome}
 
 

@@ -225,6 +225,7 @@ def _fake_tune(workload, config, budget, master, variant):
         samples_per_step=config.batch_size,
         num_train=budget.num_train,
         points=(point,),
+        selection="final",
         best={"learning_rate": 0.1},
         best_by_target={"learning_rate": 0.1},
         extensions=0,
