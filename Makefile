@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 OUT ?= runs/report
 # master seed of the studies: every tuning seed, final seed and random draw derives from it
 SEED ?= 0
+# pytest-xdist workers of `make test` (one per core of the 2-core CI machine)
+TEST_WORKERS ?= 2
 
 # Offline MNIST: TFDS reads the four original .gz files from this manual directory.
 export MNIST_DIR ?= $(abspath ../shared/data/mnist)
@@ -28,11 +30,11 @@ install: ## create .venv and install jaxopt_lab editable with the dev and bench 
 	rm -f $(BIN)/.installed
 	$(MAKE) $(BIN)/.installed
 
-test: $(BIN)/.installed ## run the whole test suite (real MNIST included)
-	$(BIN)/pytest
+test: $(BIN)/.installed ## run the whole test suite (real MNIST included), on $(TEST_WORKERS) workers
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-quick: $(BIN)/.installed ## run the tests not marked slow
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: $(BIN)/.installed ## ruff check and the import-layer contracts (lint-imports)
 	$(BIN)/ruff check jaxopt_lab tests experiments benchmarks

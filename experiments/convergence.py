@@ -441,7 +441,9 @@ def plot_sensitivity(results: ConvergenceResults, path: Path) -> Figure:
         Line2D([], [], color="gray", label="chosen by steps to target", **_BY_TARGET),
         Line2D([], [], ls="", marker="o", mfc="w", color="gray", label="added by an extension"),
     ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=6, fontsize=8)
+    # six columns fit under three panels, three under one
+    ncol = min(6, 3 * len(results.runs))
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=8)
     fig.savefig(path, dpi=120)
     return fig
 
