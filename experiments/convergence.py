@@ -678,14 +678,14 @@ def _claim_accelerated(section: Section, results: ConvergenceResults) -> None:
     for name, speed in results.speed.items():
         runs = results.runs[name]
         baseline, others = speed[results.sgd], [label for label in speed if _accelerated(label)]
+        sgd_by_final = runs[results.sgd]
         area = holm_paired(
             baseline.mean_val_loss, {label: speed[label].mean_val_loss for label in others}
         )
         final = holm_paired(
-            runs[results.sgd].val_loss[:, -1],
-            {label: runs[label].val_loss[:, -1] for label in others},
+            sgd_by_final.val_loss[:, -1], {label: runs[label].val_loss[:, -1] for label in others}
         )
-        target = float(np.mean(runs[results.sgd].val_loss[:, -1]))
+        target = float(np.mean(sgd_by_final.val_loss[:, -1]))
         parts = []
         for label in others:
             comparisons.append(by_interval(f"{name}: {label} - sgd", area[label].interval, -1))
@@ -696,10 +696,10 @@ def _claim_accelerated(section: Section, results: ConvergenceResults) -> None:
                 f"{runs[label].tuned.effective_learning_rate:.3g}) final "
                 f"{final[label].interval.format()}, epochs to {target:.3f} {reach.format()}"
             )
-        sgd_reach = mean_ci(runs[results.sgd].to_target("val_loss", "epochs", target))
+        sgd_reach = mean_ci(sgd_by_final.to_target("val_loss", "epochs", target))
         evidence.append(
             f"{name} (sgd lr {baseline.tuned.effective_learning_rate:.3g} by area, "
-            f"{runs[results.sgd].tuned.effective_learning_rate:.3g} by final loss, epochs to "
+            f"{sgd_by_final.tuned.effective_learning_rate:.3g} by final loss, epochs to "
             f"{target:.3f} {sgd_reach.format()}): {'; '.join(parts)}"
         )
     section.claim(

@@ -194,6 +194,11 @@ Selection = Literal["final", "area"]
 SELECTIONS: tuple[str, ...] = ("final", "area")
 
 
+def _check_selection(selection: str) -> None:
+    if selection not in SELECTIONS:
+        raise ValueError(f"unknown selection {selection!r}; choose from {SELECTIONS}")
+
+
 @dataclass(frozen=True)
 class TuningPoint:
     """One grid point: its hyperparameters and its validation-loss curves per tuning seed
@@ -217,8 +222,7 @@ class TuningPoint:
 
     def score(self, selection: Selection) -> float:
         """What ``selection`` minimises: :attr:`final` or :attr:`area`."""
-        if selection not in SELECTIONS:
-            raise ValueError(f"unknown selection {selection!r}; choose from {SELECTIONS}")
+        _check_selection(selection)
         return self.final if selection == "final" else self.area
 
 
@@ -381,8 +385,7 @@ def tune(
 ) -> Tuned:
     """Run (or fetch) the protocol for ``config`` on ``workload``, selecting by
     ``selection`` (see the module doc)."""
-    if selection not in SELECTIONS:
-        raise ValueError(f"unknown selection {selection!r}; choose from {SELECTIONS}")
+    _check_selection(selection)
     key = (workload, config, budget, master, variant, selection)
     if key not in _TUNED:
         _TUNED[key] = _tune(workload, config, budget, master, variant, selection)
