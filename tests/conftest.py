@@ -32,16 +32,6 @@ def pytest_configure(config: pytest.Config) -> None:
         load_dataset(name)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Worker groups for ``--dist loadgroup``: the tests that share the quick report run in
-    one worker (it is built once per process), every other module's tests together (their
-    module-scoped fixtures too)."""
-    for item in items:
-        uses_report = "quick_report" in getattr(item, "fixturenames", ())
-        group = "quick_report" if uses_report else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def mnist():
     """Real MNIST (60k train / 10k test) on the device, prepared offline from MNIST_DIR."""
