@@ -227,6 +227,21 @@ def test_hager_zhang_makes_progress_where_the_decrease_is_below_rounding(float64
     assert abs(float(result.grad[0])) <= 0.1 * abs(float(jax.grad(phi)(0.0)))
 
 
+@pytest.mark.parametrize("minimizer", [1e-6, 1e-3, 0.02])
+def test_hager_zhang_finds_a_quadratics_minimum_on_the_second_evaluation(float64, minimizer):
+    """The unit step overshoots a parabola's minimum at ``minimizer``: the interpolation
+    through the two slopes is exact however close to the bracket's end it falls (with a
+    10% margin it bisected instead, and needed a third evaluation)."""
+
+    def fun(x):
+        return jnp.sum((x - minimizer) ** 2)
+
+    x, direction = jnp.zeros(1), jnp.ones(1)
+    _, _, result, calls = _search(jl.hager_zhang_search, fun, x, direction, initial_step=1.0)
+    assert not result.failed and calls == int(result.fevals) == 2
+    np.testing.assert_allclose(float(result.step), minimizer, rtol=1e-9)
+
+
 @pytest.mark.parametrize("max_steps", [1, 3, 7])
 def test_hager_zhang_evaluations_are_bounded(float64, max_steps):
     """The rippled More-Thuente function 3 from a huge first step: the search may give up,

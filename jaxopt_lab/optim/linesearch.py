@@ -98,17 +98,25 @@ def _start(value: jax.Array, grad: PyTree, direction: PyTree) -> _Point:
     return _Point(jnp.zeros((), slope.dtype), value, slope, grad)
 
 
-def _cubic_minimizer(lo: _Point, hi: _Point) -> jax.Array:
-    """Minimiser of the cubic through ``(t, phi, phi')`` at both ends, bisection if unsafe."""
+def _cubic_step(lo: _Point, hi: _Point) -> tuple[jax.Array, jax.Array]:
+    """Minimiser of the cubic through ``(t, phi, phi')`` at both ends, and whether it exists."""
     width = hi.step - lo.step
     d1 = lo.slope + hi.slope - 3 * (lo.value - hi.value) / (lo.step - hi.step)
     radicand = d1**2 - lo.slope * hi.slope
     d2 = jnp.sign(width) * jnp.sqrt(jnp.maximum(radicand, 0))
     step = hi.step - width * (hi.slope + d2 - d1) / (hi.slope - lo.slope + 2 * d2)
+    return step, (radicand >= 0) & jnp.isfinite(step)
+
+
+def _cubic_minimizer(lo: _Point, hi: _Point) -> jax.Array:
+    """The cubic's minimiser (:func:`_cubic_step`) when it lies 10% of the bracket inside
+    it, else bisection."""
+    step, exists = _cubic_step(lo, hi)
+    width = hi.step - lo.step
     low, high = jnp.minimum(lo.step, hi.step), jnp.maximum(lo.step, hi.step)
     margin = 0.1 * jnp.abs(width)
-    safe = (radicand >= 0) & (step >= low + margin) & (step <= high - margin)
-    return jnp.where(safe & jnp.isfinite(step), step, lo.step + 0.5 * width)
+    safe = exists & (step >= low + margin) & (step <= high - margin)
+    return jnp.where(safe, step, lo.step + 0.5 * width)
 
 
 _ROUNDING_NOISE = 100  # in units of eps * |f(x)|
@@ -225,12 +233,27 @@ def _strictly_inside(step: jax.Array, a: _Point, b: _Point) -> jax.Array:
     return jnp.isfinite(step) & (step > a.step) & (step < b.step)
 
 
+def _interpolation_step(a: _Point, b: _Point) -> jax.Array:
+    """Inside ``(a, b)``: the cubic's minimiser, else the secant of the slopes, else the
+    midpoint."""
+    cubic, exists = _cubic_step(a, b)
+    secant = _secant(a, b)
+    return jnp.where(
+        exists & _strictly_inside(cubic, a, b),
+        cubic,
+        jnp.where(_strictly_inside(secant, a, b), secant, 0.5 * (a.step + b.step)),
+    )
+
+
 def _shrink_step(a: _Point, b: _Point) -> jax.Array:
-    """Minimiser of the quadratic through ``phi(a), phi'(a), phi(b)``, kept within
-    ``[a + 0.1 w, a + 0.5 w]`` (``w = b - a``); the midpoint when ``phi(b)`` is not finite."""
+    """Minimiser of the cubic through ``(t, phi, phi')`` at ``a`` and ``b``, else of the
+    quadratic through ``phi(a), phi'(a), phi(b)``, kept within ``[a + 0.1 w, a + 0.5 w]``
+    (``w = b - a``); the midpoint when ``phi(b)`` is not finite."""
     width = b.step - a.step
     curvature = b.value - a.value - a.slope * width
     step = a.step - a.slope * width**2 / (2 * curvature)
+    cubic, exists = _cubic_step(a, b)
+    step = jnp.where(exists & _strictly_inside(cubic, a, b), cubic, step)
     step = jnp.clip(step, a.step + 0.1 * width, a.step + 0.5 * width)
     return jnp.where(jnp.isfinite(step), step, a.step + 0.5 * width)
 
@@ -278,17 +301,22 @@ def hager_zhang_search(
     it the new :math:`a`; otherwise (too high, or not finite) :math:`b = c` and the
     search shrinks :math:`[a, b]` towards :math:`a` until a trial with
     :math:`\phi' \ge 0` closes it (the paper bisects; here the trial is the minimiser
-    of the quadratic through :math:`\phi(a), \phi'(a), \phi(b)`, kept within
-    :math:`[a + 0.1 w, a + 0.5 w]`, :math:`w = b - a`, the midpoint if :math:`\phi(b)`
-    is not finite).
+    of the cubic through the values and slopes at :math:`a` and :math:`b`, or where that
+    has none inside, of the quadratic through :math:`\phi(a), \phi'(a), \phi(b)`, kept
+    within :math:`[a + 0.1 w, a + 0.5 w]`, :math:`w = b - a`; the midpoint if
+    :math:`\phi(b)` is not finite).
 
     1. Bracket: trial steps ``initial_step`` times ``expansion`` :math:`^j` until one has
        :math:`\phi' \ge 0` or is too high.
     2. Two interpolation steps: first the minimiser of the cubic through the values and
        slopes at :math:`a` and :math:`b` (the paper takes the secant of the slopes,
        :math:`(a \phi'(b) - b \phi'(a)) / (\phi'(b) - \phi'(a))`; the cubic uses the
-       values too and saved 33 of 657 evaluations on 100-D Rosenbrock), safeguarded to
-       lie 10% inside the bracket (else the midpoint). After the update, if :math:`c`
+       values too and saved 33 of 657 evaluations on 100-D Rosenbrock) wherever it falls
+       strictly inside the bracket, else the secant, else the midpoint. Step 3 guards
+       against a trial next to an end. A 10% margin that bisected instead cost a third
+       evaluation whenever a parabola's minimum lay within 10% of an end; dropping it
+       (and the cubic in the shrink step above) took the CUTEst set from 1.033x to
+       1.024x scipy's evaluations. After the update, if :math:`c`
        became the new :math:`b`, the second trial is the secant through the old
        :math:`b` and :math:`c`; if it became :math:`a`, the secant through the old
        :math:`a` and :math:`c` (the paper's double secant step), evaluated only when it
@@ -361,7 +389,7 @@ def hager_zhang_search(
             [target == _EXPAND, target == _SECANT, target == _SECANT2, target == _SHRINK],
             [
                 step * expansion,
-                _cubic_minimizer(a, b),
+                _interpolation_step(a, b),
                 second,
                 _shrink_step(a, b),
             ],
