@@ -31,10 +31,10 @@ install: ## create .venv and install jaxopt_lab editable with the dev and bench 
 	$(MAKE) $(BIN)/.installed
 
 test: $(BIN)/.installed ## run the whole test suite (real MNIST included), on $(TEST_WORKERS) workers
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-quick: $(BIN)/.installed ## run the tests not marked slow
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: $(BIN)/.installed ## ruff check and the import-layer contracts (lint-imports)
 	$(BIN)/ruff check jaxopt_lab tests experiments benchmarks

@@ -32,6 +32,17 @@ def pytest_configure(config: pytest.Config) -> None:
         load_dataset(name)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Work units for ``make test``'s ``--dist loadgroup``: one per test file, as
+    ``--dist loadfile`` would make, except that every test using ``quick_report`` joins
+    one unit, so that a single worker builds that report (about 6 minutes) instead of
+    each worker building its own."""
+    for item in items:
+        shared = "quick_report" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("quick_report" if shared else item.path.name))
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """Real MNIST (60k train / 10k test) on the device, prepared offline from MNIST_DIR."""
