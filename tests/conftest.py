@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Work units for ``make test``'s ``--dist loadgroup``: one per test file, as
     ``--dist loadfile`` would make, except that every test using ``quick_report`` joins
-    one unit, so that a single worker builds that report (about 6 minutes) instead of
+    one unit, so that a single worker builds that report (7-8 minutes in CI) instead of
     each worker building its own."""
     for item in items:
         shared = "quick_report" in getattr(item, "fixturenames", ())
