@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     each worker building its own."""
     for item in items:
         shared = "quick_report" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("quick_report" if shared else item.path.name))
+        item.add_marker(pytest.mark.xdist_group("quick_report" if shared else item.location[0]))
 
 
 @pytest.fixture(scope="session")
