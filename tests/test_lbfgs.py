@@ -62,6 +62,21 @@ def test_negative_curvature_pair_is_skipped_without_nan():
     assert jnp.all(jnp.isfinite(direction)) and jnp.all(direction == 0)
 
 
+def test_a_pair_is_kept_however_large_the_curvature():
+    # f = h x^2 / 2 with h = 1e8 in float32: s'y / y'y = 1 / h is below the machine epsilon,
+    # yet the pair is exact; with it the next direction is the Newton step to the minimum.
+    # The former test s'y > eps y'y skipped it and fell back to a unit step.
+    h = 1e8
+    transform = jl.scale_by_lbfgs()
+    update = jax.jit(transform.update)
+    x0, x1 = jnp.array([3.0]), jnp.array([2.0])
+    state = transform.init(x0)
+    _, state = update(h * x0, state, x0)
+    direction, state = update(h * x1, state, x1)
+    assert int(state.skipped_pairs) == 0
+    np.testing.assert_allclose(x1 + direction, [0.0], atol=1e-6)
+
+
 def test_user_loop_with_stopping_helper():
     problem = problems.rosenbrock(2)
     calls = []

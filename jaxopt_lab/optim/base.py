@@ -1,5 +1,6 @@
 """Foundations shared by every optimizer: composition, parameter updates, pytree
-arithmetic and hyperparameter validation.
+arithmetic, hyperparameter validation, and the curvature test of the quasi-Newton
+memories.
 
 Every optimizer in :mod:`jaxopt_lab.optim` is an :class:`optax.GradientTransformation`
 (``init(params) -> state``, ``update(updates, state, params=None) -> (updates, state)``)
@@ -224,3 +225,18 @@ def check_positive_int(name: str, value: Any) -> None:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def is_curvature_pair(
+    sy: jax.Array, step_slope: jax.Array, yy: jax.Array, eps: float | jax.Array
+) -> jax.Array:
+    r"""Whether a pair with :math:`\langle s, y \rangle` = ``sy``, :math:`\langle y, y \rangle`
+    = ``yy`` and :math:`\langle g_{\text{old}}, s \rangle` = ``step_slope`` carries usable
+    curvature: finite, and :math:`0 < \langle s, y \rangle`,
+    :math:`\epsilon |\langle g_{\text{old}}, s \rangle| < \langle s, y \rangle` (L-BFGS-B's
+    test). Both sides of the second test are in the units of :math:`s \cdot g`; the test
+    :math:`\langle s, y \rangle > \epsilon \langle y, y \rangle` it replaces skipped exact
+    pairs whenever :math:`|y| \gg |s|`, e.g. the first pair of CUTEst's VARDIM
+    (:math:`f \approx 10^{16}`), which then took 43 evaluations instead of scipy's 42."""
+    finite = jnp.isfinite(sy) & jnp.isfinite(yy) & jnp.isfinite(step_slope)
+    return finite & (sy > 0) & (sy > eps * jnp.abs(step_slope))

@@ -13,9 +13,11 @@ Hessian built from :math:`H^0_k = \gamma_k I`,
     r \leftarrow \gamma_k q;\quad \beta_i = \rho_i \langle y_i, r \rangle,\;
     r \leftarrow r + (\alpha_i - \beta_i) s_i \quad (i = k-m, \dots, k-1);\quad d_k = -r
 
-A pair is stored only when :math:`\langle s, y \rangle > \epsilon \langle y, y \rangle`
-(positive curvature), so :math:`H_k` stays positive definite and :math:`d_k` is a descent
-direction; optax keeps negative-curvature pairs (optax#1708). Before any pair exists,
+A pair is stored only when it has positive curvature above rounding,
+:math:`\langle s, y \rangle > \epsilon |\langle g_{k-1}, s \rangle|`
+(:func:`~jaxopt_lab.optim.base.is_curvature_pair`), so :math:`H_k` stays positive definite
+and :math:`d_k` is a descent direction; optax keeps
+negative-curvature pairs (optax#1708). Before any pair exists,
 :math:`d_0 = -g_0 / \|g_0\|` (a unit-length first move, as in L-BFGS-B).
 
 :func:`lbfgs` chains :func:`scale_by_lbfgs` with a line search (Hager-Zhang by default)
@@ -52,6 +54,7 @@ from jaxopt_lab.optim.base import (
     check_positive,
     check_positive_int,
     find_states,
+    is_curvature_pair,
     safe_increment,
     tree_accum_dtype,
     tree_add_scaled,
@@ -114,9 +117,11 @@ def scale_by_lbfgs(
 
     ``update(g, state, params)`` first forms the pair :math:`s = x_k - x_{k-1}`,
     :math:`y = g_k - g_{k-1}` and stores it when
-    :math:`\langle s, y \rangle > \epsilon \langle y, y \rangle` (``curvature_eps``,
-    default the machine epsilon of the parameters' dtype); otherwise it counts it in
-    ``skipped_pairs``. With ``scale_init_precond`` the initial inverse Hessian is
+    :math:`\langle s, y \rangle > \epsilon |\langle g_{k-1}, s \rangle|` and
+    :math:`\langle s, y \rangle > 0` (:func:`~jaxopt_lab.optim.base.is_curvature_pair`;
+    :math:`\epsilon` is ``curvature_eps``, default the machine epsilon of the parameters'
+    dtype); otherwise it counts it in ``skipped_pairs``. With ``scale_init_precond`` the
+    initial inverse Hessian is
     :math:`\gamma I`, :math:`\gamma = \langle s, y \rangle / \langle y, y \rangle` of the
     newest stored pair, else :math:`I`. A non-finite or ascent direction falls back to
     :math:`-g / \|g\|`.
@@ -151,7 +156,8 @@ def scale_by_lbfgs(
         y = tree_sub(grad, state.grad)
         sy, yy = tree_vdot(s, y).astype(dtype), tree_vdot(y, y).astype(dtype)
         is_pair = state.iterations > 0
-        keep = is_pair & (sy > eps * yy) & jnp.isfinite(sy) & jnp.isfinite(yy) & (yy > 0)
+        step_slope = tree_vdot(state.grad, s).astype(dtype)
+        keep = is_pair & is_curvature_pair(sy, step_slope, yy, eps)
         slot = state.next_slot
 
         def store(memory, new):

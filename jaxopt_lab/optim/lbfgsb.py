@@ -39,7 +39,8 @@ The quasi-Newton matrix is kept in compact form. With the last :math:`m` accepte
    trial point therefore lies in the box, and the objective is never evaluated outside
    it (trial points are also clipped to the box against rounding).
 
-A pair is stored only when :math:`s^\top y > \epsilon\, y^\top y` (machine epsilon). When
+A pair is stored only when :math:`s^\top y > \max(0, \epsilon |g_{k-1}^\top s|)`
+(machine epsilon; :func:`~jaxopt_lab.optim.base.is_curvature_pair`). When
 the line search fails with pairs in memory, the memory is cleared and the next iteration
 starts again from the projected gradient path, as scipy's L-BFGS-B does; with an empty
 memory the failure is reported. Convergence is measured on the projected gradient
@@ -60,6 +61,7 @@ from jaxopt_lab.optim.base import (
     PyTree,
     check_positive,
     check_positive_int,
+    is_curvature_pair,
     safe_increment,
     tree_accum_dtype,
     tree_add_scaled,
@@ -351,7 +353,8 @@ def lbfgsb(
         y = g - ravel_pytree(state.grad)[0]
         sy, yy = s @ y, y @ y
         is_pair = state.iterations > 0
-        keep = is_pair & (sy > jnp.finfo(x.dtype).eps * yy) & jnp.isfinite(sy) & jnp.isfinite(yy)
+        step_slope = s @ ravel_pytree(state.grad)[0]
+        keep = is_pair & is_curvature_pair(sy, step_slope, yy, jnp.finfo(x.dtype).eps)
 
         def push(memory, row):
             return jnp.where(keep, jnp.roll(memory, -1, axis=0).at[-1].set(row), memory)
