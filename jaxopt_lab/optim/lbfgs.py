@@ -16,9 +16,8 @@ Hessian built from :math:`H^0_k = \gamma_k I`,
 A pair is stored only when it has positive curvature above rounding,
 :math:`\langle s, y \rangle > \epsilon |\langle g_{k-1}, s \rangle|`
 (:func:`~jaxopt_lab.optim.base.is_curvature_pair`), so :math:`H_k` stays positive definite
-and :math:`d_k` is a descent direction; optax keeps
-negative-curvature pairs (optax#1708). Before any pair exists,
-:math:`d_0 = -g_0 / \|g_0\|` (a unit-length first move, as in L-BFGS-B).
+and :math:`d_k` is a descent direction; optax keeps negative-curvature pairs (optax#1708).
+Before any pair exists, :math:`d_0 = -g_0 / \|g_0\|` (a unit-length first move, as in L-BFGS-B).
 
 :func:`lbfgs` chains :func:`scale_by_lbfgs` with a line search (Hager-Zhang by default)
 or a fixed learning rate. When the line search fails along :math:`d_k`, it is run once
@@ -121,9 +120,9 @@ def scale_by_lbfgs(
     :math:`\langle s, y \rangle > 0` (:func:`~jaxopt_lab.optim.base.is_curvature_pair`;
     :math:`\epsilon` is ``curvature_eps``, default the machine epsilon of the parameters'
     dtype); otherwise it counts it in ``skipped_pairs``. With ``scale_init_precond`` the
-    initial inverse Hessian is
-    :math:`\gamma I`, :math:`\gamma = \langle s, y \rangle / \langle y, y \rangle` of the
-    newest stored pair, else :math:`I`. A non-finite or ascent direction falls back to
+    initial inverse Hessian is :math:`\gamma I`,
+    :math:`\gamma = \langle s, y \rangle / \langle y, y \rangle` of the newest stored
+    pair, else :math:`I`. A non-finite or ascent direction falls back to
     :math:`-g / \|g\|`.
     """
     check_positive_int("memory_size", memory_size)

@@ -350,11 +350,11 @@ def lbfgsb(
 
         # the pair from the previous step
         s = x - ravel_pytree(state.params)[0]
-        y = g - ravel_pytree(state.grad)[0]
+        g_old, _ = ravel_pytree(state.grad)
+        y = g - g_old
         sy, yy = s @ y, y @ y
         is_pair = state.iterations > 0
-        step_slope = s @ ravel_pytree(state.grad)[0]
-        keep = is_pair & is_curvature_pair(sy, step_slope, yy, jnp.finfo(x.dtype).eps)
+        keep = is_pair & is_curvature_pair(sy, s @ g_old, yy, jnp.finfo(x.dtype).eps)
 
         def push(memory, row):
             return jnp.where(keep, jnp.roll(memory, -1, axis=0).at[-1].set(row), memory)
