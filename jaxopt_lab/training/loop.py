@@ -54,7 +54,8 @@ class TrainingDivergedError(RuntimeError):
 class _Compiled:
     """The jitted pieces of one run and the device arrays they read."""
 
-    run_epoch: Callable[[TrainState, jax.Array], tuple[TrainState, StepMetrics]]
+    # (state, the run's key) -> (state, the epoch's metrics, the key of the next epoch)
+    run_epoch: Callable[[TrainState, jax.Array], tuple[TrainState, StepMetrics, jax.Array]]
     validate: Callable[[TrainState], StepMetrics]
     state: TrainState
     test_images: jax.Array
@@ -80,16 +81,22 @@ def _compile(
         state, arrays = parallel.replicate((state, arrays), mesh)
         batch_layout = parallel.batch_sharding(mesh)
     train_images, train_labels, test_images, test_labels = arrays
-    epoch = jax.jit(
-        partial(
-            train_epoch,
-            graphdef=graphdef,
-            optimizer=optimizer,
-            batch_size=batch_size,
-            compute_dtype=compute_dtype,
-            batch_sharding=batch_layout,
-        )
+    train = partial(
+        train_epoch,
+        graphdef=graphdef,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        compute_dtype=compute_dtype,
+        batch_sharding=batch_layout,
     )
+
+    # The key is split inside the epoch's program: split on its own, it is one more
+    # program to trace, lower and load in the first epoch (about 25 ms warm, 0.1 s cold).
+    @jax.jit
+    def epoch(state, key, images, labels):
+        key, epoch_key = jax.random.split(key)
+        return (*train(state, epoch_key, images, labels), key)
+
     return _Compiled(
         run_epoch=lambda state, key: epoch(state, key, train_images, train_labels),
         validate=lambda state: evaluate(
@@ -220,8 +227,7 @@ def fit(
     try:
         for epoch in bar:
             start = time.perf_counter()
-            key, epoch_key = jax.random.split(key)
-            new_state, train = compiled.run_epoch(state, epoch_key)
+            new_state, train, key = compiled.run_epoch(state, key)
             val = compiled.validate(new_state)
             loss, accuracy, val_loss, val_accuracy = (float(x) for x in (*train, *val))
             if _is_diverged((loss, val_loss), limit):
