@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jaxopt_lab.optim.base import (
+    ScalarOrSchedule,
     check_finite,
     check_learning_rate,
     check_non_negative,
@@ -114,6 +115,9 @@ def _check_positive_ints(flag: str, values: Sequence[int], upper: int | None = N
 
 # --------------------------------------------------------------------------- train
 
+# --schedule's choices: how the learning rate moves over the steps
+SCHEDULES = ("constant", "linear", "cosine")
+
 # checkpoint configuration key -> the flag that sets it
 _FLAGS = {
     "epochs": "--epochs",
@@ -121,6 +125,8 @@ _FLAGS = {
     "seed": "--seed",
     "optimizer": "--optimizer",
     "learning_rate": "--learning-rate",
+    "schedule": "--schedule",
+    "decay_epochs": "--decay-epochs",
     "clip_norm": "--clip-norm",
     "clip_value": "--clip-value",
     "hidden_sizes": "--hidden-sizes",
@@ -146,6 +152,19 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--optimizer", default="adam", choices=OPTIMIZER_NAMES, help="optimizer")
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="learning rate (> 0)")
+    parser.add_argument(
+        "--schedule",
+        default="constant",
+        choices=SCHEDULES,
+        help="the learning rate over the steps: constant, or decaying from --learning-rate "
+        "to 0 over --decay-epochs, linearly or along a half cosine (optax's schedules)",
+    )
+    parser.add_argument(
+        "--decay-epochs",
+        type=int,
+        default=None,
+        help="epochs a decaying --schedule takes to reach 0 (it stays 0 after); None: --epochs",
+    )
     parser.add_argument("--epochs", type=int, default=5, help="epochs to reach in total")
     parser.add_argument("--batch-size", type=int, default=32, help="examples per step")
     parser.add_argument(
@@ -201,6 +220,8 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
         {
             "optimizer": args.optimizer,
             "learning_rate": args.learning_rate,
+            "schedule": args.schedule,
+            "decay_epochs": _decay_epochs(args),
             "clip_norm": args.clip_norm,
             "clip_value": args.clip_value,
             "hidden_sizes": args.hidden_sizes,
@@ -212,6 +233,25 @@ def _train_config(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def _decay_epochs(args: argparse.Namespace) -> int | None:
+    """The epochs a decaying schedule spans (None for a constant learning rate)."""
+    if args.schedule == "constant":
+        return None
+    return args.epochs if args.decay_epochs is None else args.decay_epochs
+
+
+def _learning_rate(args: argparse.Namespace, steps_per_epoch: int) -> ScalarOrSchedule:
+    """``--learning-rate`` as a number, or as the ``--schedule`` over the run's steps."""
+    import optax
+
+    if args.schedule == "constant":
+        return args.learning_rate
+    steps = _decay_epochs(args) * steps_per_epoch
+    if args.schedule == "linear":
+        return optax.linear_schedule(args.learning_rate, 0.0, steps)
+    return optax.cosine_decay_schedule(args.learning_rate, steps)
+
+
 def _check_train_args(args: argparse.Namespace) -> None:
     """Every ``train`` argument, and the state of the run folder, before any work."""
     import jax
@@ -220,6 +260,10 @@ def _check_train_args(args: argparse.Namespace) -> None:
 
     _checked(_check_learning_rate, "--learning-rate", args.learning_rate)
     _checked(check_positive_int, "--epochs", args.epochs)
+    if args.decay_epochs is not None:
+        if args.schedule == "constant":
+            raise UsageError("--decay-epochs needs a decaying --schedule (linear or cosine)")
+        _checked(check_positive_int, "--decay-epochs", args.decay_epochs)
     _check_positive_ints("--batch-size", [args.batch_size], upper=TRAIN_SIZES[args.dataset])
     if args.data_parallel and args.batch_size % jax.device_count():
         raise UsageError(
@@ -334,11 +378,15 @@ def _train(args: argparse.Namespace) -> None:
     from jaxopt_lab.training.parallel import initialize_distributed
 
     initialize_distributed()
-    optimizer = make_optimizer(
-        args.optimizer, args.learning_rate, clip_norm=args.clip_norm, clip_value=args.clip_value
-    )
     dataset = data.load_dataset(
         args.dataset, data_dir=args.data_dir, manual_dir=args.manual_dir, progress=True
+    )
+    steps_per_epoch = dataset.train_labels.shape[0] // args.batch_size
+    optimizer = make_optimizer(
+        args.optimizer,
+        _learning_rate(args, steps_per_epoch),
+        clip_norm=args.clip_norm,
+        clip_value=args.clip_value,
     )
     model = MLP(
         hidden_sizes=tuple(args.hidden_sizes),

@@ -8,10 +8,14 @@ import dataclasses
 import json
 
 import msgpack
+import optax
 import pytest
+from flax import nnx
 
 from jaxopt_lab import cli
+from jaxopt_lab.optim.registry import make_optimizer
 from jaxopt_lab.training import data, loop, runs
+from jaxopt_lab.training.models import MLP
 from jaxopt_lab.training.runs import CHECKPOINT_FILE, HISTORY_FILE, METRICS_FILE
 
 ARGS = ["train", "--optimizer", "adam", "--learning-rate", "1e-3", "--batch-size", "256"]
@@ -280,3 +284,42 @@ def test_a_real_sigint_keeps_the_last_epoch(tmp_path):
     assert last_line.startswith(f"jaxopt-lab train: interrupted; epoch {epoch} is kept in {out}")
     assert last_line.endswith("--resume")
     assert [int(row["epoch"]) for row in history_rows(out)] == list(range(1, epoch + 1))
+
+
+@pytest.mark.parametrize(
+    "schedule, optax_schedule",
+    [
+        ("linear", lambda peak, steps: optax.linear_schedule(peak, 0.0, steps)),
+        ("cosine", optax.cosine_decay_schedule),
+    ],
+)
+def test_a_decaying_schedule_spans_its_epochs_and_then_stops_learning(
+    schedule, optax_schedule, tmp_path, mnist
+):
+    """--schedule decays over --decay-epochs x the steps of an epoch of the data used (8
+    here): epoch 1 equals fit with optax's schedule over 8 steps, and epoch 2, at rate 0,
+    leaves the parameters (so the validation loss) exactly where they were."""
+    out = tmp_path / "run"
+    assert train(out, 2, "--schedule", schedule, "--decay-epochs", "1") == 0
+    rows = history_rows(out)
+    assert rows[1]["val_loss"] == rows[0]["val_loss"]
+    assert rows[1]["loss"] != rows[0]["loss"]  # epoch 2 did run, on new batches
+    model = MLP(hidden_sizes=(128,), num_classes=10, dropout_rate=0.2, rngs=nnx.Rngs(0))
+    optimizer = make_optimizer("adam", optax_schedule(1e-3, 8))
+    small = data.load_dataset("mnist")  # the 2048 images of the small_data fixture
+    history = loop.fit(model, optimizer, small, epochs=1, batch_size=256, progress=False)
+    assert float(rows[0]["val_loss"]) == history.val_loss[0]
+    assert float(rows[0]["loss"]) == history.loss[0]
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    assert (metrics["schedule"], metrics["decay_epochs"]) == (schedule, 1)
+
+
+def test_a_checkpoint_saved_before_schedules_existed_resumes_as_constant():
+    old = {"epochs": 1, "learning_rate": 1e-3}  # no schedule keys: a constant rate
+    constant = {"epochs": 2, "learning_rate": 1e-3, "schedule": "constant", "decay_epochs": None}
+    assert runs.config_changes(old, constant) == {}
+    linear = {**constant, "schedule": "linear", "decay_epochs": 2}
+    assert runs.config_changes(old, linear) == {
+        "schedule": ("constant", "linear"),
+        "decay_epochs": (None, 2),
+    }

@@ -112,15 +112,21 @@ class ConfigChangedError(ValueError):
 # laid out over devices.
 RESUMABLE_CHANGES: tuple[str, ...] = ("epochs", "data_parallel")
 
+# Settings added after the first checkpoints were written, with the value every run that
+# saved no such setting used (a checkpoint without ``schedule`` had a constant rate).
+SETTING_DEFAULTS: dict[str, Any] = {"schedule": "constant", "decay_epochs": None}
+
 
 def config_changes(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, tuple]:
     """Settings of ``requested`` whose value differs from ``saved`` (JSON-normalised, so a
-    tuple equals the list it was saved as), except :data:`RESUMABLE_CHANGES`."""
+    tuple equals the list it was saved as), except :data:`RESUMABLE_CHANGES`; a setting
+    ``saved`` lacks counts as its :data:`SETTING_DEFAULTS` value."""
     normal = lambda value: json.loads(json.dumps(value))  # noqa: E731
+    before = {name: saved.get(name, SETTING_DEFAULTS.get(name)) for name in requested}
     return {
-        name: (saved.get(name), value)
+        name: (before[name], value)
         for name, value in requested.items()
-        if name not in RESUMABLE_CHANGES and normal(saved.get(name)) != normal(value)
+        if name not in RESUMABLE_CHANGES and normal(before[name]) != normal(value)
     }
 
 
