@@ -98,14 +98,14 @@ def program(optimizer: str, steps: int, images, labels, run_axes: dict | None):
     return jax.jit(run)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=24, help="runs side by side (R)")
     parser.add_argument("--steps", type=int, default=500, help="steps per run")
     parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (fastest kept)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/sweep_layout.json"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.runs < 1 or args.steps < 1 or args.repeats < 1:
         parser.error("--runs, --steps and --repeats must be >= 1")
 
