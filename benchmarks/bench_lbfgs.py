@@ -8,8 +8,9 @@ counts as solved when the gradient's 2-norm at the returned point, recomputed he
 way for every solver, is <= ``--tol`` (1e-5; in float32 ``1e-5 * ||g(x0)||``, relative).
 How each solver is stopped by that rule:
 
-- ``jaxopt_lab`` (Hager-Zhang line search, the default) and ``jaxopt_lab_zoom`` (strong
-  Wolfe zoom): ``minimize(tol=tol, maxiter=maxiter)``, whose rule is this one.
+- ``jaxopt_lab`` (Hager-Zhang line search, the default), ``jaxopt_lab_mt`` (Moré-Thuente,
+  L-BFGS-B's search) and ``jaxopt_lab_zoom`` (strong Wolfe zoom):
+  ``minimize(tol=tol, maxiter=maxiter)``, whose rule is this one.
 - ``scipy``: ``L-BFGS-B`` with ``maxcor=10``, its own tests switched off (``gtol=0,
   ftol=0``), ``maxiter`` and ``maxfun = 50 * maxiter``; the objective raises an exception
   on the first evaluation whose gradient 2-norm is <= tol (scipy's gtol is a max-norm),
@@ -76,6 +77,7 @@ from jaxopt_lab.runtime import device_info
 SOLVERS = (
     "jaxopt_lab",
     "jaxopt_lab_zoom",
+    "jaxopt_lab_mt",
     "scipy",
     "optax",
     "optimistix_lbfgs",
@@ -299,6 +301,7 @@ def _scipy(problem, args, tol):
 RUNNERS = {
     "jaxopt_lab": _ours("hager_zhang"),
     "jaxopt_lab_zoom": _ours("zoom"),
+    "jaxopt_lab_mt": _ours("more_thuente"),
     "scipy": _scipy,
     "optax": _optax,
     "optimistix_lbfgs": _optimistix(lambda optx: optx.LBFGS(rtol=0.0, atol=0.0, history_length=10)),

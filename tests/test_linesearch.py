@@ -58,7 +58,10 @@ def test_zoom_meets_strong_wolfe(initial_step):
     assert 1 <= calls <= 20
 
 
-@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search])
+@pytest.mark.parametrize(
+    "search",
+    [jl.zoom_search, jl.hager_zhang_search, jl.more_thuente_search, jl.backtracking_search],
+)
 def test_accepted_first_trial_costs_one_evaluation(search):
     problem = problems.quadratic(8, 10.0)
     x = problem.x0
@@ -80,7 +83,10 @@ def test_backtracking_meets_armijo_with_few_evaluations():
     assert int(result.fevals) == calls <= 10
 
 
-@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.backtracking_search])
+@pytest.mark.parametrize(
+    "search",
+    [jl.zoom_search, jl.hager_zhang_search, jl.more_thuente_search, jl.backtracking_search],
+)
 def test_ascent_direction_fails_cleanly(search):
     problem = problems.rosenbrock(2)
     x = problem.x0
@@ -91,7 +97,7 @@ def test_ascent_direction_fails_cleanly(search):
     np.testing.assert_array_equal(result.grad, grad)
 
 
-@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search])
+@pytest.mark.parametrize("search", [jl.zoom_search, jl.hager_zhang_search, jl.more_thuente_search])
 def test_returns_best_point_without_nan_on_overflow(search):
     def fun(x):  # finite only near the origin: large steps give inf/NaN
         return jnp.sum(jnp.where(jnp.abs(x) < 5, x**2, jnp.inf))
@@ -103,7 +109,12 @@ def test_returns_best_point_without_nan_on_overflow(search):
 
 
 @pytest.mark.parametrize(
-    "factory", [jl.scale_by_zoom_linesearch, jl.scale_by_hager_zhang_linesearch]
+    "factory",
+    [
+        jl.scale_by_zoom_linesearch,
+        jl.scale_by_hager_zhang_linesearch,
+        jl.scale_by_more_thuente_linesearch,
+    ],
 )
 def test_transformation_reuses_accepted_point(factory):
     problem = problems.rosenbrock(2)
@@ -132,6 +143,9 @@ def test_transformation_reuses_accepted_point(factory):
         (jl.scale_by_hager_zhang_linesearch, {"delta": 0.6}, "delta"),
         (jl.scale_by_hager_zhang_linesearch, {"c2": 0.05}, "c2"),
         (jl.scale_by_hager_zhang_linesearch, {"epsilon": -1.0}, "epsilon"),
+        (jl.scale_by_more_thuente_linesearch, {"c1": 0.95}, "c2"),
+        (jl.scale_by_more_thuente_linesearch, {"xtol": 0.0}, "xtol"),
+        (jl.scale_by_more_thuente_linesearch, {"epsilon": -1e-6}, "epsilon"),
         (jl.scale_by_backtracking_linesearch, {"c1": 1.5}, "c1"),
         (jl.scale_by_backtracking_linesearch, {"initial_step": -1.0}, "initial_step"),
     ],
@@ -260,3 +274,123 @@ def test_hager_zhang_evaluations_are_bounded(float64, max_steps):
     assert float(result.value) <= float(value)
     if result.failed:
         assert float(result.step) == 0
+
+
+# --------------------------------------------------------------------- More-Thuente
+
+
+def _scipy_dcsrch(phi, initial_step, c1, c2, xtol=None):
+    """scipy's DCSRCH (MINPACK-2's dcsrch, the search inside L-BFGS-B): the accepted step,
+    the steps it evaluated and how it ended."""
+    from scipy.optimize._dcsrch import DCSRCH
+
+    trials = []
+
+    def value(t):
+        trials.append(t)
+        return float(phi(t))
+
+    def slope(t):
+        return float(jax.grad(phi)(t))
+
+    search = DCSRCH(value, slope, c1, c2, XTOL if xtol is None else xtol, 0.0, 1e10)
+    step, _, _, task = search(initial_step, phi0=float(phi(0.0)), derphi0=slope(0.0), maxiter=50)
+    return step, trials, task
+
+
+XTOL = 1e-10  # L-BFGS-B's 0.1 ends some of these searches before the Wolfe conditions hold
+
+# Moré and Thuente's (1994) table: the constants each of their functions is solved with.
+MORE_THUENTE_TABLE = [
+    ("more_thuente1", 1e-3, 0.1),
+    ("more_thuente2", 1e-3, 0.1),
+    ("more_thuente3", 0.1, 0.1),
+    ("more_thuente4", 1e-3, 1e-3),
+    ("more_thuente5", 1e-3, 1e-3),
+    ("more_thuente6", 1e-3, 1e-3),
+]
+
+
+@pytest.mark.parametrize("initial_step", [1e-3, 1e-1, 10.0, 1e3])
+@pytest.mark.parametrize(("name", "c1", "c2"), MORE_THUENTE_TABLE)
+def test_more_thuente_evaluates_the_steps_scipys_dcsrch_evaluates(
+    float64, name, c1, c2, initial_step
+):
+    """The oracle is scipy's own dcsrch on the paper's six functions from its four
+    starting steps: the same trial steps in the same order, the same accepted step."""
+    phi = ONE_D[name]
+    expected_step, expected_trials, task = _scipy_dcsrch(phi, initial_step, c1, c2)
+    assert task.startswith(b"CONV")
+
+    trials = []
+
+    def value_and_grad(x):
+        jax.debug.callback(lambda t: trials.append(float(t)), x[0], ordered=True)
+        return jax.value_and_grad(lambda x: jnp.sum(phi(x)))(x)
+
+    x, direction = jnp.zeros(1), jnp.ones(1)
+    value, grad = value_and_grad(x)
+    trials.clear()
+    result = jax.jit(
+        lambda x: jl.more_thuente_search(
+            value_and_grad,
+            x,
+            value,
+            grad,
+            direction,
+            initial_step=initial_step,
+            c1=c1,
+            c2=c2,
+            xtol=XTOL,
+            max_steps=50,
+        )
+    )(x)
+    jax.block_until_ready(result)
+    jax.effects_barrier()
+    assert not result.failed
+    np.testing.assert_allclose(trials, expected_trials, rtol=1e-7)
+    np.testing.assert_allclose(float(result.step), expected_step, rtol=1e-7)
+    assert int(result.fevals) == len(expected_trials)
+
+
+@jax.custom_jvp
+def _ripple(t):
+    """A value error of up to 1e-11 that the gradient does not see, like the rounding of
+    a sum of large terms (CUTEst's PALMER1C near its minimum)."""
+    return 1e-11 * jnp.sin(1e4 * t) ** 2
+
+
+@_ripple.defjvp
+def _ripple_jvp(primals, tangents):
+    return _ripple(primals[0]), jnp.zeros_like(tangents[0])
+
+
+def _rippled_parabola(t):
+    return 1.0 + 0.5e-12 * (t - 1.0) ** 2 + _ripple(t)  # decrease to t = 1: 5e-13
+
+
+@pytest.mark.parametrize("initial_step", [1e-3, 0.1, 10.0])
+def test_more_thuente_judges_changes_below_the_value_noise_by_slopes(float64, initial_step):
+    """The value's error (1e-11) dwarfs the whole decrease along the line (5e-13): scipy's
+    dcsrch, judging by values, gives up, and so does ours with epsilon=0. By default ours
+    judges such values by the quadratic through the slopes and accepts a step whose slope
+    is flat by the strong Wolfe and approximate Wolfe conditions."""
+    phi = _rippled_parabola
+    _, _, task = _scipy_dcsrch(phi, initial_step, 1e-3, 0.9, xtol=0.1)
+    assert task.startswith(b"WARN")
+
+    def fun(x):
+        return jnp.sum(phi(x))
+
+    x, direction = jnp.zeros(1), jnp.ones(1)
+    slope0 = float(jax.grad(phi)(0.0))
+    _, _, result, calls = _search(
+        jl.more_thuente_search, fun, x, direction, initial_step=initial_step
+    )
+    slope = float(jax.grad(phi)(float(result.step)))
+    assert not result.failed and int(result.fevals) == calls <= 6
+    assert abs(slope) <= 0.9 * abs(slope0) and slope <= (2 * 1e-3 - 1) * slope0
+    _, _, strict, _ = _search(
+        jl.more_thuente_search, fun, x, direction, initial_step=initial_step, epsilon=0.0
+    )
+    assert strict.failed and float(strict.step) == 0

@@ -310,13 +310,17 @@ def test_an_option_the_method_does_not_take_is_refused(method, option):
         jl.minimize(rosen.fun, rosen.x0, method, **{option: 1})
 
 
+@pytest.mark.parametrize("linesearch", ["hager_zhang", "more_thuente"])
 @pytest.mark.parametrize("condition", [1e4, 1e5, 1e6])
-def test_ill_conditioned_quadratics_reach_a_tight_tolerance(condition):
+def test_ill_conditioned_quadratics_reach_a_tight_tolerance(condition, linesearch):
     """Near the minimum of a 100-D quadratic of condition 1e4..1e6, f changes below
     rounding long before ||g|| <= 1e-6; the approximate Wolfe conditions keep the line
-    search accepting steps by their slopes (the zoom search stopped at ||g|| 2e-5 to 2e-3)."""
+    search accepting steps by their slopes (the zoom search stopped at ||g|| 2e-5 to 2e-3,
+    the More-Thuente search without its slope model at 8e-5 and 5e-4 from 1e5)."""
     problem = problems.quadratic(100, condition)
-    result = jl.minimize(problem.fun, problem.x0, "lbfgs", tol=1e-6, maxiter=20000)
+    result = jl.minimize(
+        problem.fun, problem.x0, "lbfgs", tol=1e-6, maxiter=20000, linesearch=linesearch
+    )
     assert int(result.status) == jl.Status.CONVERGED, result.message
     a, b = problem.fun.args
     grad = np.asarray(a, np.float64) @ np.asarray(result.x, np.float64) - np.asarray(b)

@@ -1,6 +1,6 @@
 r"""Line searches along a descent direction :math:`d` from a point :math:`x`.
 
-Both searches look at :math:`\phi(t) = f(x + t d)` and its slope
+The searches look at :math:`\phi(t) = f(x + t d)` and its slope
 :math:`\phi'(t) = \langle \nabla f(x + t d), d \rangle`, where :math:`\phi'(0) < 0`.
 
 - :func:`zoom_search` finds a step satisfying the strong Wolfe conditions
@@ -15,6 +15,10 @@ Both searches look at :math:`\phi(t) = f(x + t d)` and its slope
   :math:`\phi(t) \le \phi(0) + \epsilon |\phi(0)|`, which test the slope instead of a
   decrease that rounding can hide; it brackets, then shrinks the bracket by double
   secant steps and bisection.
+- :func:`more_thuente_search` (Moré and Thuente 1994), the search of L-BFGS-B (it takes
+  the trial steps scipy's ``dcsrch`` takes), finds a step satisfying the strong Wolfe
+  conditions by safeguarded cubic and quadratic interpolation; values within rounding of
+  :math:`\phi(0)` are judged by the slopes.
 - :func:`backtracking_search` finds a step satisfying the Armijo (sufficient decrease)
   condition alone, shrinking the step by quadratic interpolation.
 
@@ -24,10 +28,11 @@ trial is accepted costs exactly one evaluation. Each search is one ``lax.while_l
 a bounded number of evaluations; when it finds no sufficient decrease it returns step 0
 (the starting point) and ``failed=True``, never NaN.
 
-:func:`scale_by_zoom_linesearch`, :func:`scale_by_hager_zhang_linesearch` and
-:func:`scale_by_backtracking_linesearch` wrap the searches as gradient transformations
-that scale the incoming direction by the step and keep the accepted value and gradient in
-their state (see :func:`value_and_grad_from_state`).
+:func:`scale_by_zoom_linesearch`, :func:`scale_by_hager_zhang_linesearch`,
+:func:`scale_by_more_thuente_linesearch` and :func:`scale_by_backtracking_linesearch`
+wrap the searches as gradient transformations that scale the incoming direction by the
+step and keep the accepted value and gradient in their state (see
+:func:`value_and_grad_from_state`).
 """
 
 from __future__ import annotations
@@ -205,6 +210,275 @@ def zoom_search(
     final = jax.lax.while_loop(is_running, search_step, init)
     best = final.lo
     return LineSearchResult(best.step, best.value, best.grad, final.fevals, best.step == 0)
+
+
+class _MoreThuenteCarry(NamedTuple):
+    best: _Point  # the lowest point so far (of the modified function in stage 1)
+    other: _Point  # the bracket's other end (no gradient)
+    result: _Point  # the point returned once the search ends
+    next_step: jax.Array
+    bracketed: jax.Array
+    stage_two: jax.Array
+    lower: jax.Array  # the interval the next trial must lie in
+    upper: jax.Array
+    width: jax.Array  # the bracket's width one and two trials ago
+    older_width: jax.Array
+    done: jax.Array
+    accepted: jax.Array
+    fevals: jax.Array
+
+
+def _cubic_through(
+    t: jax.Array, ft: jax.Array, dt: jax.Array, u: jax.Array, fu: jax.Array, du: jax.Array
+) -> jax.Array:
+    """Minimiser of the cubic with values and slopes ``(ft, dt)`` at ``t`` and
+    ``(fu, du)`` at ``u``; where it has none (a negative radicand) the slopes' secant
+    point, never NaN from the square root."""
+    theta = 3 * (fu - ft) / (t - u) + dt + du
+    scale = jnp.maximum(jnp.maximum(jnp.abs(theta), jnp.abs(dt)), jnp.abs(du))
+    scale = jnp.where(scale > 0, scale, 1)
+    radicand = (theta / scale) ** 2 - (dt / scale) * (du / scale)
+    gamma = scale * jnp.sqrt(jnp.maximum(radicand, 0))
+    gamma = jnp.where(t > u, -gamma, gamma)
+    ratio = ((gamma - dt) + theta) / (((gamma - dt) + gamma) + du)
+    return t + ratio * (u - t)
+
+
+def _safeguarded_step(
+    best: _Point,
+    other: _Point,
+    trial: _Point,
+    bracketed: jax.Array,
+    lower: jax.Array,
+    upper: jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Moré and Thuente's next trial step from the bracket ``[best, other]`` and the
+    newest ``trial``, kept in ``[lower, upper]`` while nothing is bracketed.
+
+    Returns the step, whether the trial is higher than ``best`` (it then replaces
+    ``other``) and whether the slopes at ``best`` and the trial have opposite signs (the
+    old ``best`` then becomes ``other``). The four cases of their section 4:
+
+    1. the trial is higher: the cubic's minimiser if it is nearer ``best`` than the
+       quadratic's (through both values and ``best``'s slope), else halfway to it;
+    2. lower, slopes of opposite sign: the cubic's or the secant's step, whichever is
+       farther from the trial;
+    3. lower, same sign, smaller slope: the cubic's or the secant's step, the nearer one
+       once bracketed (at most 66% of the way to ``other``), else the farther one, or
+       the interval's end when the cubic has no minimiser that way;
+    4. lower, same sign, no smaller slope: the cubic through the trial and ``other``
+       once bracketed, else the interval's end.
+    """
+    t, ft, dt = trial.step, trial.value, trial.slope
+    x, fx, dx = best.step, best.value, best.slope
+    y, fy, dy = other.step, other.value, other.slope
+    higher = ft > fx
+    opposite = dt * jnp.sign(dx) < 0
+    smaller_slope = jnp.abs(dt) < jnp.abs(dx)
+    secant = t + dt / (dt - dx) * (x - t)
+    far_end = jnp.where(t > x, upper, lower)
+
+    # case 1
+    cubic_x = _cubic_through(x, fx, dx, t, ft, dt)
+    quadratic_x = x + dx / ((fx - ft) / (t - x) + dx) / 2 * (t - x)
+    case1 = jnp.where(
+        jnp.abs(cubic_x - x) < jnp.abs(quadratic_x - x),
+        cubic_x,
+        cubic_x + (quadratic_x - cubic_x) / 2,
+    )
+    # cases 2 and 3 interpolate from the trial towards best
+    cubic_t = _cubic_through(t, ft, dt, x, fx, dx)
+    case2 = jnp.where(jnp.abs(cubic_t - t) > jnp.abs(secant - t), cubic_t, secant)
+    # case 3: the cubic's minimiser only when it lies beyond the trial, away from best
+    theta = 3 * (fx - ft) / (t - x) + dx + dt
+    scale = jnp.maximum(jnp.maximum(jnp.abs(theta), jnp.abs(dx)), jnp.abs(dt))
+    scale = jnp.where(scale > 0, scale, 1)
+    gamma = scale * jnp.sqrt(jnp.maximum((theta / scale) ** 2 - (dx / scale) * (dt / scale), 0))
+    gamma = jnp.where(t > x, -gamma, gamma)
+    ratio = ((gamma - dt) + theta) / ((gamma + (dx - dt)) + gamma)
+    beyond = jnp.where((ratio < 0) & (gamma != 0), t + ratio * (x - t), far_end)
+    nearer = jnp.where(jnp.abs(beyond - t) < jnp.abs(secant - t), beyond, secant)
+    reach = t + 0.66 * (y - t)
+    case3_bracketed = jnp.where(t > x, jnp.minimum(reach, nearer), jnp.maximum(reach, nearer))
+    farther = jnp.where(jnp.abs(beyond - t) > jnp.abs(secant - t), beyond, secant)
+    case3 = jnp.where(bracketed, case3_bracketed, jnp.clip(farther, lower, upper))
+    # case 4
+    case4 = jnp.where(bracketed, _cubic_through(t, ft, dt, y, fy, dy), far_end)
+
+    step = jnp.select([higher, opposite, smaller_slope], [case1, case2, case3], case4)
+    return step, higher, opposite
+
+
+def more_thuente_search(
+    value_and_grad_fn: ValueAndGradFn,
+    params: PyTree,
+    value: jax.Array,
+    grad: PyTree,
+    direction: PyTree,
+    *,
+    initial_step: float | jax.Array = 1.0,
+    c1: float = 1e-3,
+    c2: float = 0.9,
+    xtol: float = 0.1,
+    epsilon: float = 1e-6,
+    max_step: float = 1e10,
+    max_steps: int = 20,
+) -> LineSearchResult:
+    r"""Moré and Thuente's (1994) strong-Wolfe line search, the one L-BFGS-B uses, made
+    robust where the objective's changes fall below its rounding.
+
+    A trial step :math:`t` is accepted when it meets the strong Wolfe conditions
+
+    .. math:: \phi(t) \le \phi(0) + c_1 t \phi'(0), \qquad |\phi'(t)| \le c_2 |\phi'(0)|
+
+    (L-BFGS-B's :math:`c_1 = 10^{-3}`, :math:`c_2 = 0.9`). Every comparison of values
+    (this test and the step selection below) uses, for a value within
+    :math:`\epsilon |\phi(0)|` of :math:`\phi(0)`, the value of the quadratic through
+    :math:`\phi(0)` with slopes :math:`\phi'(0)` and :math:`\phi'(t)`,
+    :math:`\phi(0) + t (\phi'(0) + \phi'(t)) / 2`. Where :math:`\phi` barely changes,
+    rounding can hide its decrease: CUTEst's PALMER1C near its minimum varies by
+    :math:`10^{-12}` relative along a direction of slope :math:`-3 \cdot 10^{-13}`, and a
+    100-D quadratic of condition :math:`10^5` stalls at :math:`\|g\| \approx 10^{-4}`
+    without this. The sufficient decrease test on that model is Hager and Zhang's
+    approximate Wolfe condition :math:`\phi'(t) \le (2 c_1 - 1) \phi'(0)`
+    (:func:`hager_zhang_search`; :math:`\epsilon = 10^{-6}` is theirs too). With
+    :math:`\epsilon = 0` the search is L-BFGS-B's.
+
+    Otherwise the next trial comes from the safeguarded cubic and quadratic steps of their
+    section 4 (:func:`_safeguarded_step`), applied, until some trial has sufficient
+    decrease and :math:`\phi' \ge 0`, to the modified function
+    :math:`\phi(t) - c_1 t \phi'(0)`. Before a minimiser is bracketed the trial grows to
+    within :math:`[1.1, 4]` times the last step beyond the best point; once it is, a
+    bracket that did not shrink to 66% of its width in two trials is bisected. The search
+    ends early, returning the lower of the last trial and the best point, when the bracket
+    shrinks below ``xtol`` relative to its upper end, rounding leaves no step inside it,
+    or the step reaches ``max_step``. After ``max_steps`` evaluations it returns the best
+    point. If that is not below :math:`\phi(0)`: step 0 and ``failed=True``; never NaN.
+    """
+    origin = _start(value, grad, direction)
+    dtype = origin.slope.dtype
+    slope0 = origin.slope
+    decrease_slope = c1 * slope0
+    band = epsilon * jnp.abs(origin.value)
+
+    def judged(point: _Point) -> _Point:
+        # within the band, the quadratic model's value, integrated from the two slopes
+        model = origin.value + point.step * (slope0 + point.slope) / 2
+        in_band = jnp.abs(point.value - origin.value) <= band
+        return point._replace(value=jnp.where(in_band, model, point.value))
+
+    def is_running(carry: _MoreThuenteCarry) -> jax.Array:
+        return ~carry.done & (carry.fevals < max_steps) & (slope0 < 0)
+
+    def search_step(carry: _MoreThuenteCarry) -> _MoreThuenteCarry:
+        step = carry.next_step
+        trial = _evaluate(value_and_grad_fn, params, direction, step)
+        seen, best_seen = judged(trial), judged(carry.best)
+        finite = jnp.isfinite(trial.value) & jnp.isfinite(trial.slope)
+        sufficient = finite & (seen.value <= origin.value + step * decrease_slope)
+        accepted = sufficient & (jnp.abs(trial.slope) <= c2 * jnp.abs(slope0))
+        stage_two = carry.stage_two | (sufficient & (trial.slope >= 0))
+        # Moré and Thuente's warnings: rounding leaves no step inside the bracket, the
+        # bracket is below xtol, or the longest step still descends steeply.
+        stuck = (
+            carry.bracketed
+            & (
+                (step <= carry.lower)
+                | (step >= carry.upper)
+                | (carry.upper - carry.lower <= xtol * carry.upper)
+            )
+        ) | ((step >= max_step) & sufficient & (trial.slope <= decrease_slope))
+
+        # In stage 1 a trial below best but above the sufficient-decrease line is
+        # judged on the modified function phi(t) - c1 t phi'(0).
+        modified = ~stage_two & (seen.value <= best_seen.value) & ~sufficient & finite
+        shift = jnp.where(modified, decrease_slope, 0)
+
+        def shifted(point: _Point) -> _Point:
+            return point._replace(
+                value=point.value - point.step * shift, slope=point.slope - shift, grad=None
+            )
+
+        interpolated, higher, opposite = _safeguarded_step(
+            shifted(best_seen),
+            shifted(judged(carry.other)),
+            shifted(seen),
+            carry.bracketed,
+            carry.lower,
+            carry.upper,
+        )
+        # a non-finite trial is treated as higher than best, and bisected towards it
+        higher = higher | ~finite
+        interpolated = jnp.where(finite, interpolated, 0.5 * (carry.best.step + step))
+        bracketed = carry.bracketed | higher | (finite & opposite)
+        other = _select(
+            higher,
+            trial._replace(grad=None),
+            _select(opposite, carry.best._replace(grad=None), carry.other),
+        )
+        best = _select(higher, carry.best, trial)
+
+        span = jnp.abs(other.step - best.step)
+        bisect = bracketed & (span >= 0.66 * carry.older_width)
+        next_step = jnp.where(bisect, best.step + 0.5 * (other.step - best.step), interpolated)
+        older_width = jnp.where(bracketed, carry.width, carry.older_width)
+        width = jnp.where(bracketed, span, carry.width)
+        lower = jnp.where(
+            bracketed,
+            jnp.minimum(best.step, other.step),
+            next_step + 1.1 * (next_step - best.step),
+        )
+        upper = jnp.where(
+            bracketed,
+            jnp.maximum(best.step, other.step),
+            next_step + 4.0 * (next_step - best.step),
+        )
+        next_step = jnp.clip(next_step, 0, max_step)
+        outside = bracketed & (
+            (next_step <= lower) | (next_step >= upper) | (upper - lower <= xtol * upper)
+        )
+        next_step = jnp.where(outside, best.step, next_step)
+
+        done = accepted | stuck
+        trial_wins = finite & (accepted | (seen.value <= best_seen.value))
+        return _MoreThuenteCarry(
+            best=best,
+            other=other,
+            result=_select(trial_wins, trial, carry.best),
+            next_step=next_step,
+            bracketed=bracketed,
+            stage_two=stage_two,
+            lower=lower,
+            upper=upper,
+            width=width,
+            older_width=older_width,
+            done=done,
+            accepted=accepted,
+            fevals=carry.fevals + 1,
+        )
+
+    first = jnp.asarray(initial_step, dtype)
+    width = jnp.asarray(max_step, dtype)
+    init = _MoreThuenteCarry(
+        best=origin,
+        other=origin._replace(grad=None),
+        result=origin,
+        next_step=first,
+        bracketed=jnp.asarray(False),
+        stage_two=jnp.asarray(False),
+        lower=jnp.zeros((), dtype),
+        upper=first * 5,
+        width=width,
+        older_width=2 * width,
+        done=jnp.asarray(False),
+        accepted=jnp.asarray(False),
+        fevals=jnp.zeros((), jnp.int32),
+    )
+    final = jax.lax.while_loop(is_running, search_step, init)
+    found = _select(final.done, final.result, final.best)
+    failed = ~final.accepted & ~(judged(found).value < origin.value)
+    found = _select(failed, origin, found)
+    return LineSearchResult(found.step, found.value, found.grad, final.fevals, failed)
 
 
 # Phases of the Hager-Zhang search; one evaluation per loop iteration. CHECK is resolved
@@ -560,6 +834,37 @@ def scale_by_hager_zhang_linesearch(
         c1=c1,
         c2=c2,
         delta=delta,
+        epsilon=epsilon,
+        max_steps=max_steps,
+    )
+    return _linesearch_transformation(search)
+
+
+def scale_by_more_thuente_linesearch(
+    c1: float = 1e-3,
+    c2: float = 0.9,
+    xtol: float = 0.1,
+    epsilon: float = 1e-6,
+    max_steps: int = 20,
+    initial_step: float = 1.0,
+) -> optax.GradientTransformationExtraArgs:
+    r"""Scale the direction :math:`d` by a strong-Wolfe step :math:`t` found as L-BFGS-B
+    finds it (:func:`more_thuente_search`).
+
+    Same calling convention and state as :func:`scale_by_zoom_linesearch`.
+    """
+    _check_wolfe_constants(c1, c2)
+    check_positive("xtol", xtol)
+    check_non_negative("epsilon", epsilon)
+    check_positive_int("max_steps", max_steps)
+    check_positive("initial_step", initial_step)
+
+    search = functools.partial(
+        more_thuente_search,
+        initial_step=initial_step,
+        c1=c1,
+        c2=c2,
+        xtol=xtol,
         epsilon=epsilon,
         max_steps=max_steps,
     )

@@ -4,8 +4,9 @@ r"""``minimize``: a full-batch solver whose whole run is one jitted ``lax.while_
 
 - ``"lbfgs"``: :func:`~jaxopt_lab.optim.lbfgs.lbfgs` (options: ``memory_size``,
   ``scale_init_precond``, ``linesearch`` = ``"hager_zhang"`` (default: Wolfe or approximate
-  Wolfe) or ``"zoom"`` (strong Wolfe), ``linesearch_steps``, the evaluations allowed per
-  search). A failed search clears the memory and is retried once along steepest descent
+  Wolfe), ``"more_thuente"`` (L-BFGS-B's strong-Wolfe search, judging changes below
+  rounding by slopes) or ``"zoom"`` (strong Wolfe), ``linesearch_steps``, the evaluations
+  allowed per search). A failed search clears the memory and is retried once along steepest descent
   before the solve stops with ``LINESEARCH_FAILED``.
 - ``"newton"``: :func:`~jaxopt_lab.optim.newton.newton`, the exact Hessian with
   eigenvalues floored at ``damping``, then Armijo backtracking (options: ``damping``,
@@ -83,6 +84,7 @@ from jaxopt_lab.optim.lbfgsb import lbfgsb, projected_gradient
 from jaxopt_lab.optim.linesearch import (
     linesearch_state,
     scale_by_hager_zhang_linesearch,
+    scale_by_more_thuente_linesearch,
     scale_by_zoom_linesearch,
 )
 from jaxopt_lab.optim.newton import newton
@@ -136,6 +138,7 @@ class OptimizeResult(NamedTuple):
 LINESEARCHES: dict[str, Callable[..., optax.GradientTransformationExtraArgs]] = {
     "hager_zhang": scale_by_hager_zhang_linesearch,
     "zoom": scale_by_zoom_linesearch,
+    "more_thuente": scale_by_more_thuente_linesearch,
 }
 
 
