@@ -416,7 +416,7 @@ def main(argv=None) -> int:
         report = json.loads(args.out.read_text())
         _finish(report["rows"], report["solvers"], report, args)
         return 0
-    problems = cutest.named(cutest.unconstrained(args.max_size), args.problems)
+    problems = cutest.unconstrained(args.max_size, args.problems)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "tol": args.tol,

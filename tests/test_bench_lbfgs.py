@@ -47,3 +47,31 @@ def test_benchmark_on_two_tiny_problems(tmp_path, capsys):
     assert json.loads(out.read_text())["summary"] == report["summary"]
     redrawn = capsys.readouterr().out
     assert redrawn.splitlines()[-8:] == printed.splitlines()[-8:]
+
+
+def test_rounding_control_counts_like_the_benchmark_and_is_scale_invariant(tmp_path):
+    """The control's c = 1 run is scipy under bench_lbfgs.py's protocol (its evaluation
+    counts equal the benchmark's scipy runner's); on two small problems the scaled runs
+    take the same number of evaluations with f scaled by 1000 and by 1/1000, as they would
+    in exact arithmetic."""
+    import argparse
+
+    spec = importlib.util.spec_from_file_location(
+        "control", SCRIPT.with_name("lbfgs_rounding_control.py")
+    )
+    control = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(control)
+    out = tmp_path / "rounding.json"
+    argv = ["--problems", "ROSENBR,BEALE", "--factors", "1000,0.001", "--out", str(out)]
+    assert control.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+
+    bench = _bench_module()
+    args = argparse.Namespace(maxiter=2000)
+    problems = bench.cutest.unconstrained(1000, ",".join(rows))
+    assert sorted(problem.name for problem in problems) == ["BEALE", "ROSENBR"]
+    for problem in problems:
+        _, row = bench._scipy(problem, args, 1e-5)
+        counts = {fevals for _, fevals in rows[problem.name]}
+        assert counts == {row["fevals"]}
+        assert all(solved for solved, _ in rows[problem.name])
