@@ -29,39 +29,17 @@ import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+import bench_lbfgs  # noqa: E402
 import cutest  # noqa: E402
-import numpy as np  # noqa: E402
-import scipy.optimize  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 FACTORS = (1 + 2.0**-40, 1 - 2.0**-40, 1 + 2.0**-30, 1 - 2.0**-30)
 
 
-class _Reached(Exception):
-    pass
-
-
-def scipy_evaluations(value_and_grad, x0, factor: float, tol: float, maxiter: int):
-    """(solved, evaluations) of scipy's L-BFGS-B (memory 10) on ``factor * f`` from ``x0``,
-    given ``f``'s jitted ``value_and_grad``."""
-    count = 0
-
-    def objective(x):
-        nonlocal count
-        value, grad = value_and_grad(x)
-        grad = np.asarray(grad, np.float64)
-        count += 1
-        if np.linalg.norm(grad) <= tol:
-            raise _Reached
-        return factor * float(value), factor * grad
-
-    options = {"maxcor": 10, "gtol": 0.0, "ftol": 0.0, "maxiter": maxiter, "maxfun": 50 * maxiter}
-    try:
-        x0 = np.asarray(x0, np.float64)
-        scipy.optimize.minimize(objective, x0, jac=True, method="L-BFGS-B", options=options)
-    except _Reached:
-        return True, count
-    return False, count
+def scipy_evaluations(problem, factor: float, tol: float, maxiter: int) -> tuple[bool, int]:
+    """(solved, evaluations) of the benchmark's scipy runner on ``factor * f``."""
+    _, row = bench_lbfgs._scipy(problem, argparse.Namespace(maxiter=maxiter), tol, factor)
+    return row["stop"] == "converged", row["fevals"]
 
 
 def compare(rows: dict[str, list[tuple[bool, int]]], index: int) -> dict:
@@ -97,10 +75,8 @@ def main(argv=None) -> int:
     factors = [1.0, *args.factors]
     rows = {}
     for problem in tqdm(problems, desc="problems"):
-        value_and_grad = jax.jit(jax.value_and_grad(problem.fun))
         rows[problem.name] = [
-            scipy_evaluations(value_and_grad, problem.x0, c, args.tol, args.maxiter)
-            for c in factors
+            scipy_evaluations(problem, c, args.tol, args.maxiter) for c in factors
         ]
     summary = {repr(factors[i]): compare(rows, i) for i in range(1, len(factors))}
     print(f"c = 1: solved {sum(runs[0][0] for runs in rows.values())} of {len(rows)}")

@@ -228,17 +228,28 @@ class _MoreThuenteCarry(NamedTuple):
     fevals: jax.Array
 
 
-def _cubic_through(
+def _cubic_terms(
     t: jax.Array, ft: jax.Array, dt: jax.Array, u: jax.Array, fu: jax.Array, du: jax.Array
-) -> jax.Array:
-    """Minimiser of the cubic with values and slopes ``(ft, dt)`` at ``t`` and
-    ``(fu, du)`` at ``u``; where it has none (a negative radicand) the slopes' secant
-    point, never NaN from the square root."""
+) -> tuple[jax.Array, jax.Array]:
+    """``theta`` and ``|gamma|`` of the cubic with values and slopes ``(ft, dt)`` at ``t``
+    and ``(fu, du)`` at ``u`` (``t``'s slope added first, in dcstep's order when ``t`` is
+    its ``stx``); with ``gamma = -|gamma|`` where ``t > u``, the minimiser is
+    ``t + r (u - t)``, ``r = (gamma - dt + theta) / (2 gamma - dt + du)``. The square
+    root's radicand is floored at 0 (no minimiser: ``gamma = 0``), never NaN."""
     theta = 3 * (fu - ft) / (t - u) + dt + du
     scale = jnp.maximum(jnp.maximum(jnp.abs(theta), jnp.abs(dt)), jnp.abs(du))
     scale = jnp.where(scale > 0, scale, 1)
     radicand = (theta / scale) ** 2 - (dt / scale) * (du / scale)
     gamma = scale * jnp.sqrt(jnp.maximum(radicand, 0))
+    return theta, gamma
+
+
+def _cubic_through(
+    t: jax.Array, ft: jax.Array, dt: jax.Array, u: jax.Array, fu: jax.Array, du: jax.Array
+) -> jax.Array:
+    """Minimiser of the cubic with values and slopes ``(ft, dt)`` at ``t`` and
+    ``(fu, du)`` at ``u`` (:func:`_cubic_terms`)."""
+    theta, gamma = _cubic_terms(t, ft, dt, u, fu, du)
     gamma = jnp.where(t > u, -gamma, gamma)
     ratio = ((gamma - dt) + theta) / (((gamma - dt) + gamma) + du)
     return t + ratio * (u - t)
@@ -290,10 +301,7 @@ def _safeguarded_step(
     cubic_t = _cubic_through(t, ft, dt, x, fx, dx)
     case2 = jnp.where(jnp.abs(cubic_t - t) > jnp.abs(secant - t), cubic_t, secant)
     # case 3: the cubic's minimiser only when it lies beyond the trial, away from best
-    theta = 3 * (fx - ft) / (t - x) + dx + dt
-    scale = jnp.maximum(jnp.maximum(jnp.abs(theta), jnp.abs(dx)), jnp.abs(dt))
-    scale = jnp.where(scale > 0, scale, 1)
-    gamma = scale * jnp.sqrt(jnp.maximum((theta / scale) ** 2 - (dx / scale) * (dt / scale), 0))
+    theta, gamma = _cubic_terms(x, fx, dx, t, ft, dt)
     gamma = jnp.where(t > x, -gamma, gamma)
     ratio = ((gamma - dt) + theta) / ((gamma + (dx - dt)) + gamma)
     beyond = jnp.where((ratio < 0) & (gamma != 0), t + ratio * (x - t), far_end)
