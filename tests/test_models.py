@@ -34,6 +34,28 @@ def test_dropout_only_in_training_and_reproducible_from_its_key():
     assert not np.allclose(train_a, model(x, train=True, dropout_key=jax.random.key(3)))
 
 
+def test_each_hidden_layer_drops_its_own_units():
+    """Two hidden layers of 8 units, each passing its input through unchanged (the first
+    sees a constant 1, the second an identity kernel), dropout 0.5: an output unit is 4
+    where both layers kept it. Independent masks keep a unit in both with probability
+    0.25; one mask shared by both layers would keep it with probability 0.5."""
+    model = MLP(
+        hidden_sizes=(8, 8), num_classes=8, dropout_rate=0.5, input_size=1, rngs=nnx.Rngs(0)
+    )
+    first, second = model.hidden
+    first.kernel.set_value(jnp.zeros((1, 8)))
+    first.bias.set_value(jnp.ones(8))
+    second.kernel.set_value(jnp.eye(8))
+    second.bias.set_value(jnp.zeros(8))
+    model.output.kernel.set_value(jnp.eye(8))
+    model.output.bias.set_value(jnp.zeros(8))
+    logits = model(jnp.zeros((512, 1)), train=True, dropout_key=jax.random.key(0))
+    assert set(np.unique(np.asarray(logits))) <= {0.0, 4.0}
+    kept_by_both = float(jnp.mean(logits == 4.0))
+    # 4096 Bernoulli(0.25) units: standard error 0.0068
+    assert abs(kept_by_both - 0.25) < 0.03, kept_by_both
+
+
 def test_hidden_sizes_activation_and_batch_norm():
     model = MLP(
         hidden_sizes=(64, 32), num_classes=5, activation=nnx.tanh, batch_norm=True, rngs=nnx.Rngs(0)

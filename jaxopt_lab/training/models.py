@@ -69,7 +69,11 @@ class MLP(nnx.Module):
         """Logits for a batch ``x`` of shape ``(batch, ...)``.
 
         With ``train=True`` dropout is applied with ``dropout_key`` (required when the
-        dropout rate is positive) and batch norm uses and updates batch statistics.
+        dropout rate is positive) and batch norm uses and updates batch statistics. Each
+        hidden layer draws its mask from its own key: the first from ``dropout_key``
+        itself, layer ``i`` from ``fold_in(dropout_key, i)``, so deeper layers' masks are
+        independent of the first's (one key for all would drop the same units in every
+        layer of equal width).
         """
         x = x.reshape(x.shape[0], -1)
         for index, layer in enumerate(self.hidden):
@@ -77,5 +81,8 @@ class MLP(nnx.Module):
             if self.norms:
                 x = self.norms[index](x, use_running_average=not train)
             x = self.activation(x)
-            x = self.dropout(x, deterministic=not train, rngs=dropout_key)
+            layer_key = dropout_key
+            if index and dropout_key is not None:
+                layer_key = jax.random.fold_in(dropout_key, index)
+            x = self.dropout(x, deterministic=not train, rngs=layer_key)
         return self.output(x)
