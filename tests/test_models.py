@@ -56,6 +56,20 @@ def test_each_hidden_layer_drops_its_own_units():
     assert abs(kept_by_both - 0.25) < 0.03, kept_by_both
 
 
+@pytest.mark.parametrize("hidden_sizes", [(128,), (64, 32)])
+def test_masks_drawn_ahead_give_the_logits_of_the_key(hidden_sizes):
+    model = MLP(hidden_sizes=hidden_sizes, rngs=nnx.Rngs(0))
+    x = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
+    key = jax.random.key(2)
+    masks = model.dropout_masks(key, 16)
+    assert [m.shape for m in masks] == [(16, size) for size in hidden_sizes]
+    drawn = model(x, train=True, dropout_key=key)
+    np.testing.assert_array_equal(model(x, train=True, dropout_masks=masks), drawn)
+    other = model.dropout_masks(jax.random.key(3), 16)
+    assert not np.array_equal(model(x, train=True, dropout_masks=other), drawn)
+    assert MLP(dropout_rate=0.0, rngs=nnx.Rngs(0)).dropout_masks(key, 16) == ()
+
+
 def test_hidden_sizes_activation_and_batch_norm():
     model = MLP(
         hidden_sizes=(64, 32), num_classes=5, activation=nnx.tanh, batch_norm=True, rngs=nnx.Rngs(0)

@@ -294,6 +294,29 @@ def test_train_epoch_vmaps_over_seeds_and_learning_rates(small_mnist):
             np.testing.assert_allclose(batched[index], alone, rtol=1e-5, atol=1e-6)
 
 
+class _KeyedMLP(MLP):
+    """The MLP without its ``dropout_masks`` method: ``train_epoch`` then draws each
+    step's masks from the step's key inside the scan."""
+
+    dropout_masks = None
+
+
+@pytest.mark.parametrize("options", [{}, {"hidden_sizes": (64, 32), "batch_norm": True}])
+def test_an_epoch_with_masks_drawn_ahead_equals_drawing_them_step_by_step(small_mnist, options):
+    images, labels = small_mnist.train_images[:1024], small_mnist.train_labels[:1024]
+    optimizer = make_optimizer("adam", 1e-3)
+    results = []
+    for model_class in (MLP, _KeyedMLP):
+        graphdef, state = init_train_state(model_class(**options, rngs=nnx.Rngs(0)), optimizer)
+        epoch = jax.jit(partial(train_epoch, graphdef=graphdef, optimizer=optimizer, batch_size=32))
+        results.append(epoch(state, jax.random.key(4), images, labels))
+    ahead, step_by_step = results
+    for drawn_ahead, drawn_in_step in zip(
+        jax.tree.leaves(ahead), jax.tree.leaves(step_by_step), strict=True
+    ):
+        np.testing.assert_array_equal(drawn_ahead, drawn_in_step)
+
+
 def test_batch_norm_statistics_are_carried_through_the_scan(small_mnist):
     model = MLP(batch_norm=True, rngs=nnx.Rngs(0))
     history = fit(

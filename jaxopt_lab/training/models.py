@@ -6,7 +6,8 @@ norm (after each hidden Dense, before the activation) are configurable.
 
 The model holds no random state of its own: dropout takes its key as a call argument,
 so the model can be split once (``nnx.split``) and merged inside pure, scanned and
-vmapped training steps (see :mod:`jaxopt_lab.training.step`).
+vmapped training steps (see :mod:`jaxopt_lab.training.step`). The masks a key draws can
+also be drawn ahead (:meth:`MLP.dropout_masks`), for a whole epoch in one call.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 INPUT_SIZE = 28 * 28
@@ -64,16 +66,22 @@ class MLP(nnx.Module):
         self.activation = activation
 
     def __call__(
-        self, x: jax.Array, *, train: bool = False, dropout_key: jax.Array | None = None
+        self,
+        x: jax.Array,
+        *,
+        train: bool = False,
+        dropout_key: jax.Array | None = None,
+        dropout_masks: Sequence[jax.Array] | None = None,
     ) -> jax.Array:
         """Logits for a batch ``x`` of shape ``(batch, ...)``.
 
         With ``train=True`` dropout is applied with ``dropout_key`` (required when the
-        dropout rate is positive) and batch norm uses and updates batch statistics. Each
-        hidden layer draws its mask from its own key: the first from ``dropout_key``
-        itself, layer ``i`` from ``fold_in(dropout_key, i)``, so deeper layers' masks are
-        independent of the first's (one key for all would drop the same units in every
-        layer of equal width).
+        dropout rate is positive, unless ``dropout_masks`` gives the masks it would draw)
+        and batch norm uses and updates batch statistics. Each hidden layer draws its
+        mask from its own key: the first from ``dropout_key`` itself, layer ``i`` from
+        ``fold_in(dropout_key, i)``, so deeper layers' masks are independent of the
+        first's (one key for all would drop the same units in every layer of equal
+        width).
         """
         x = x.reshape(x.shape[0], -1)
         for index, layer in enumerate(self.hidden):
@@ -81,8 +89,35 @@ class MLP(nnx.Module):
             if self.norms:
                 x = self.norms[index](x, use_running_average=not train)
             x = self.activation(x)
-            layer_key = dropout_key
-            if index and dropout_key is not None:
-                layer_key = jax.random.fold_in(dropout_key, index)
-            x = self.dropout(x, deterministic=not train, rngs=layer_key)
+            if train and dropout_masks:
+                # what nnx.Dropout does with the mask it draws
+                keep = 1.0 - self.dropout.rate
+                x = jax.lax.select(dropout_masks[index], x / keep, jnp.zeros_like(x))
+            else:
+                layer_key = _layer_key(dropout_key, index)
+                x = self.dropout(x, deterministic=not train, rngs=layer_key)
         return self.output(x)
+
+    def dropout_masks(self, dropout_key: jax.Array, batch_size: int) -> tuple[jax.Array, ...]:
+        """The keep masks that a training call with ``dropout_key`` draws for a batch of
+        ``batch_size``, one per hidden layer (none without dropout). Passed back as
+        ``dropout_masks``, they give the same logits bit for bit; drawn for a whole epoch
+        at once (``jax.vmap`` over the steps' keys), they cost less than one draw per
+        step."""
+        if self.dropout.rate == 0:
+            return ()
+        keep = 1.0 - self.dropout.rate
+        return tuple(
+            jax.random.bernoulli(
+                _layer_key(dropout_key, index), keep, (batch_size, layer.out_features)
+            )
+            for index, layer in enumerate(self.hidden)
+        )
+
+
+def _layer_key(dropout_key: jax.Array | None, index: int) -> jax.Array | None:
+    """Hidden layer ``index``'s dropout key: the key itself for the first layer (the
+    seed model's single layer keeps its stream), ``fold_in(key, index)`` after it."""
+    if index == 0 or dropout_key is None:
+        return dropout_key
+    return jax.random.fold_in(dropout_key, index)

