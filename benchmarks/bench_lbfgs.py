@@ -330,6 +330,10 @@ def _geomean(values) -> float | None:
     return float(np.exp(np.mean(np.log(values)))) if values else None
 
 
+# Relative agreement of the final f below which two solvers ended at the same point.
+SAME_POINT = 1e-8
+
+
 def _summary(rows, solvers) -> dict:
     problems = list(dict.fromkeys(r["problem"] for r in rows))
     by = {(r["problem"], r["solver"]): r for r in rows}
@@ -353,11 +357,20 @@ def _summary(rows, solvers) -> dict:
             continue
         both = [p for p in problems if solved(p, solver) and solved(p, REFERENCE)]
         fevals = [by[(p, solver)]["fevals"] / by[(p, REFERENCE)]["fevals"] for p in both]
+        # both stop at the same stationary point: f agrees to SAME_POINT relative
+        same = [
+            ratio
+            for p, ratio in zip(both, fevals, strict=True)
+            if abs(by[(p, solver)]["fun"] - by[(p, REFERENCE)]["fun"])
+            <= SAME_POINT * max(1.0, abs(by[(p, REFERENCE)]["fun"]))
+        ]
         faster = [p for p in both if by[(p, solver)]["wall_s"] < by[(p, REFERENCE)]["wall_s"]]
         wall = [by[(p, solver)]["wall_s"] / by[(p, REFERENCE)]["wall_s"] for p in both]
         summary[solver]["vs_scipy"] = {
             "solved_by_both": len(both),
             "geomean_fevals_ratio": _geomean(fevals),
+            "same_point": len(same),
+            "geomean_fevals_ratio_same_point": _geomean(same),
             "faster_wall": len(faster),
             "fraction_faster_wall": len(faster) / len(both) if both else None,
             "geomean_wall_ratio": _geomean(wall),
@@ -413,6 +426,15 @@ def _print_table(rows, summary, solvers) -> None:
     print()
     for solver in solvers:
         print(f"{solver:<17} stops: {summary[solver]['stops']}")
+    for solver in solvers:
+        v = summary[solver].get("vs_scipy")
+        if v is not None and v["solved_by_both"]:
+            print(
+                f"{solver:<17} fevals/scipy {_number(v['geomean_fevals_ratio_same_point'], 3)} "
+                f"on the {v['same_point']} problems whose final f agrees with scipy's to "
+                f"{SAME_POINT:g} (relative); the other {v['solved_by_both'] - v['same_point']} "
+                "end at another stationary point"
+            )
 
 
 def main(argv=None) -> int:

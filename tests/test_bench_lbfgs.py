@@ -42,6 +42,10 @@ def test_benchmark_on_two_tiny_problems(tmp_path, capsys):
     assert ours["solved"] == 2 and ours["stops"] == {"converged": 2}
     assert ours["vs_scipy"]["solved_by_both"] == 2
     assert ours["vs_scipy"]["scipy_solves_this_does_not"] == []
+    # both reach each problem's minimum, f = 0: the same point
+    assert ours["vs_scipy"]["same_point"] == 2
+    same_point_ratio = ours["vs_scipy"]["geomean_fevals_ratio_same_point"]
+    assert same_point_ratio == ours["vs_scipy"]["geomean_fevals_ratio"]
     printed = capsys.readouterr().out
     assert bench.main(["--from-json", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["summary"] == report["summary"]
