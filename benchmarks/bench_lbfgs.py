@@ -254,16 +254,15 @@ _scipy_value_and_grad = jax.jit(jax.value_and_grad(lambda fun, x: fun(x), argnum
 def _scipy(problem, args, tol, factor: float = 1.0):
     """scipy's L-BFGS-B on ``problem`` (the protocol in the module doc); with ``factor``,
     on ``factor * f`` (values and gradients scaled, the tolerance still on f's gradient)."""
-    value_and_grad = _scipy_value_and_grad
     fun = Partial(problem.fun)
     x0 = np.asarray(problem.x0, np.float64)
     start = time.perf_counter()
-    jax.block_until_ready(value_and_grad(fun, problem.x0))
+    jax.block_until_ready(_scipy_value_and_grad(fun, problem.x0))
     compile_s = time.perf_counter() - start
     record = {}
 
     def objective(x):
-        value, grad = value_and_grad(fun, x)
+        value, grad = _scipy_value_and_grad(fun, x)
         grad = np.asarray(grad, np.float64)
         record["fevals"] += 1
         record["x"] = x

@@ -36,11 +36,15 @@ from jaxopt_lab.training.step import evaluate, init_train_state, train_epoch, tr
 BATCH_SIZE = 32
 
 
-class _MasksPerStep(MLP):
-    """The seed model without ``dropout_masks``: ``train_epoch`` then draws each step's
-    masks from the step's key inside the scan."""
+class _MasksPerStep(nnx.Module):
+    """The seed model behind a model without a ``dropout_masks`` method: ``train_epoch``
+    then passes each step's key, and the MLP draws that step's masks inside the scan."""
 
-    dropout_masks = None
+    def __init__(self, **options):
+        self.mlp = MLP(**options)
+
+    def __call__(self, x, *, train=False, dropout_key=None):
+        return self.mlp(x, train=train, dropout_key=dropout_key)
 
 
 @dataclass(frozen=True)

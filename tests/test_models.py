@@ -34,6 +34,19 @@ def test_dropout_only_in_training_and_reproducible_from_its_key():
     assert not np.allclose(train_a, model(x, train=True, dropout_key=jax.random.key(3)))
 
 
+def test_dropout_is_flax_dropout_with_the_same_key():
+    """The seed model's one hidden layer drops exactly the units ``nnx.Dropout`` drops
+    with the same key, scaled the same way; training without a key is refused."""
+    model = MLP(dropout_rate=0.2, rngs=nnx.Rngs(0))
+    x = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
+    key = jax.random.key(2)
+    hidden = nnx.relu(model.hidden[0](x.reshape(16, -1)))
+    flax_dropped = nnx.Dropout(0.2)(hidden, deterministic=False, rngs=key)
+    np.testing.assert_array_equal(model(x, train=True, dropout_key=key), model.output(flax_dropped))
+    with pytest.raises(ValueError, match="dropout_key"):
+        model(x, train=True)
+
+
 def test_each_hidden_layer_drops_its_own_units():
     """Two hidden layers of 8 units, each passing its input through unchanged (the first
     sees a constant 1, the second an identity kernel), dropout 0.5: an output unit is 4

@@ -294,11 +294,15 @@ def test_train_epoch_vmaps_over_seeds_and_learning_rates(small_mnist):
             np.testing.assert_allclose(batched[index], alone, rtol=1e-5, atol=1e-6)
 
 
-class _KeyedMLP(MLP):
-    """The MLP without its ``dropout_masks`` method: ``train_epoch`` then draws each
-    step's masks from the step's key inside the scan."""
+class _KeyedMLP(nnx.Module):
+    """The MLP behind a model without a ``dropout_masks`` method: ``train_epoch`` then
+    passes each step's key, and the MLP draws that step's masks inside the scan."""
 
-    dropout_masks = None
+    def __init__(self, **options):
+        self.mlp = MLP(**options)
+
+    def __call__(self, x, *, train=False, dropout_key=None):
+        return self.mlp(x, train=train, dropout_key=dropout_key)
 
 
 @pytest.mark.parametrize("options", [{}, {"hidden_sizes": (64, 32), "batch_norm": True}])

@@ -61,7 +61,7 @@ class MLP(nnx.Module):
         self.norms = nnx.List(
             [nnx.BatchNorm(size, rngs=rngs) for size in hidden_sizes] if batch_norm else []
         )
-        self.dropout = nnx.Dropout(dropout_rate)
+        self.dropout_rate = dropout_rate
         self.output = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
         self.activation = activation
 
@@ -75,38 +75,40 @@ class MLP(nnx.Module):
     ) -> jax.Array:
         """Logits for a batch ``x`` of shape ``(batch, ...)``.
 
-        With ``train=True`` dropout is applied with ``dropout_key`` (required when the
-        dropout rate is positive, unless ``dropout_masks`` gives the masks it would draw)
-        and batch norm uses and updates batch statistics. Each hidden layer draws its
-        mask from its own key: the first from ``dropout_key`` itself, layer ``i`` from
-        ``fold_in(dropout_key, i)``, so deeper layers' masks are independent of the
-        first's (one key for all would drop the same units in every layer of equal
-        width).
+        With ``train=True`` batch norm uses and updates batch statistics, and dropout
+        zeroes each hidden unit with probability ``dropout_rate`` (scaling the kept ones
+        by ``1 / (1 - dropout_rate)``, as ``nnx.Dropout`` does) by the masks
+        :meth:`dropout_masks` draws from ``dropout_key``, or by ``dropout_masks`` given
+        ready (drawn ahead, e.g. for a whole epoch at once).
+
+        Raises:
+          ValueError: training with dropout, with neither ``dropout_key`` nor
+            ``dropout_masks``.
         """
         x = x.reshape(x.shape[0], -1)
+        if train and dropout_masks is None and self.dropout_rate > 0:
+            if dropout_key is None:
+                raise ValueError("training with dropout needs a dropout_key or dropout_masks")
+            dropout_masks = self.dropout_masks(dropout_key, x.shape[0])
+        keep = 1.0 - self.dropout_rate
         for index, layer in enumerate(self.hidden):
             x = layer(x)
             if self.norms:
                 x = self.norms[index](x, use_running_average=not train)
             x = self.activation(x)
             if train and dropout_masks:
-                # what nnx.Dropout does with the mask it draws
-                keep = 1.0 - self.dropout.rate
                 x = jax.lax.select(dropout_masks[index], x / keep, jnp.zeros_like(x))
-            else:
-                layer_key = _layer_key(dropout_key, index)
-                x = self.dropout(x, deterministic=not train, rngs=layer_key)
         return self.output(x)
 
     def dropout_masks(self, dropout_key: jax.Array, batch_size: int) -> tuple[jax.Array, ...]:
-        """The keep masks that a training call with ``dropout_key`` draws for a batch of
-        ``batch_size``, one per hidden layer (none without dropout). Passed back as
-        ``dropout_masks``, they give the same logits bit for bit; drawn for a whole epoch
-        at once (``jax.vmap`` over the steps' keys), they cost less than one draw per
-        step."""
-        if self.dropout.rate == 0:
+        """The keep masks of a training call with ``dropout_key`` for a batch of
+        ``batch_size``, one per hidden layer (none without dropout). Each layer draws
+        from its own key: the first from ``dropout_key`` itself (the mask
+        ``nnx.Dropout`` draws from it), layer ``i`` from ``fold_in(dropout_key, i)``, so
+        layers of equal width do not drop the same units."""
+        if self.dropout_rate == 0:
             return ()
-        keep = 1.0 - self.dropout.rate
+        keep = 1.0 - self.dropout_rate
         return tuple(
             jax.random.bernoulli(
                 _layer_key(dropout_key, index), keep, (batch_size, layer.out_features)
@@ -115,9 +117,7 @@ class MLP(nnx.Module):
         )
 
 
-def _layer_key(dropout_key: jax.Array | None, index: int) -> jax.Array | None:
+def _layer_key(dropout_key: jax.Array, index: int) -> jax.Array:
     """Hidden layer ``index``'s dropout key: the key itself for the first layer (the
     seed model's single layer keeps its stream), ``fold_in(key, index)`` after it."""
-    if index == 0 or dropout_key is None:
-        return dropout_key
-    return jax.random.fold_in(dropout_key, index)
+    return dropout_key if index == 0 else jax.random.fold_in(dropout_key, index)
