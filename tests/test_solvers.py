@@ -268,14 +268,24 @@ def test_a_blown_up_solve_returns_its_last_finite_iterate():
     rosen = problems.rosenbrock(2)
     blown = jl.minimize(rosen.fun, rosen.x0, "gd", learning_rate=1.0, maxiter=100)
     assert int(blown.status) == jl.Status.NON_FINITE and "NaN or infinite" in blown.message
+    assert "last iterate where both were finite" in blown.message
     assert np.isfinite(float(blown.fun)) and np.all(np.isfinite(np.asarray(blown.x)))
     assert 0 < int(blown.iterations) < 100
     np.testing.assert_allclose(blown.fun, rosen.fun(blown.x))  # x and fun agree
 
 
-def test_nan_at_the_start_stops_at_once():
+def test_nan_at_the_start_stops_at_once_and_says_so():
     result = jl.minimize(lambda x: jnp.sum(jnp.log(x)), -jnp.ones(2), "lbfgs")
     assert int(result.status) == jl.Status.NON_FINITE and int(result.iterations) == 0
+    # no finite iterate exists, so the message must not claim one
+    assert "at x0" in result.message and "last iterate" not in result.message
+    np.testing.assert_array_equal(result.x, -jnp.ones(2))
+    starts = jnp.stack([-jnp.ones(2), jnp.ones(2)])
+    batched = jax.vmap(lambda x0: jl.minimize(lambda x: jnp.sum(x**2 - jnp.log(x)), x0, "lbfgs"))(
+        starts
+    )
+    first, second = batched.message.splitlines()
+    assert "at x0" in first and second.startswith("converged")
 
 
 def test_vmapped_status_has_one_message_per_start():

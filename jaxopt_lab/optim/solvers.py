@@ -113,6 +113,10 @@ MESSAGES: dict[Status, str] = {
         "iterate where both were finite"
     ),
 }
+# NON_FINITE before the first iteration: there is no finite iterate to return
+NON_FINITE_AT_START = (
+    "stopped at once: the objective or its gradient is NaN or infinite at x0 (x is x0)"
+)
 
 
 class OptimizeResult(NamedTuple):
@@ -131,7 +135,13 @@ class OptimizeResult(NamedTuple):
     def message(self) -> str:
         """Why the solve stopped, in words (one line per start for a vmapped solve)."""
         codes = jnp.ravel(jnp.asarray(self.status))
-        return "\n".join(MESSAGES[Status(int(code))] for code in codes)
+        iterations = jnp.ravel(jnp.broadcast_to(jnp.asarray(self.iterations), codes.shape))
+        return "\n".join(
+            NON_FINITE_AT_START
+            if int(code) == Status.NON_FINITE and int(count) == 0
+            else MESSAGES[Status(int(code))]
+            for code, count in zip(codes, iterations, strict=True)
+        )
 
 
 # line search name -> its transformation, built from the evaluations allowed per search
