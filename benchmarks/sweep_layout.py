@@ -11,14 +11,18 @@ with its own learning rate, trained for a fixed number of steps in one ``lax.sca
   stores them;
 - **feature-major**: the same, but the first kernel stored ``[784, R, 128]``, so the
   shared input product ``x @ W1`` of all runs is one matrix product over a contiguous
-  ``[784, R*128]`` operand, with no transpose on the way in or out.
+  ``[784, R*128]`` operand (XLA still transposes its gradient, which the product
+  yields as ``[R*128, 784]``);
+- **transposed kernel**: run-major, but each run's first kernel stored transposed
+  (``[R, 128, 784]``, the model computes ``x @ W1.T``): the layout in which that
+  gradient comes out.
 
 The model is written in plain ``jax.numpy`` (no NNX) so that only the layout differs;
 the optimizer is the project's own (``make_optimizer``), its moments stored in the same
 layout as the parameters they follow.
 Figures are the fastest of ``--repeats`` calls after compilation, per run and step; the
-three programs' first kernels are checked to agree (run-major against feature-major
-exactly, run 0 against the single run to float32 rounding).
+programs' first kernels are checked to agree (run-major against feature-major exactly,
+against the transposed kernel and run 0 against the single run to float32 rounding).
 
     python benchmarks/sweep_layout.py --runs 24 --optimizer adam --out runs/bench/layout.json
 """
@@ -53,7 +57,9 @@ def init(key: jax.Array) -> dict[str, jax.Array]:
 
 
 def loss(params, images, labels, dropout_key):
-    hidden = jax.nn.relu(images @ params["w1"] + params["b1"])
+    # a first kernel stored transposed, [128, 784], is used as such
+    w1 = params["w1"] if params["w1"].shape[0] == images.shape[1] else params["w1"].T
+    hidden = jax.nn.relu(images @ w1 + params["b1"])
     hidden = jnp.where(jax.random.bernoulli(dropout_key, KEEP, hidden.shape), hidden / KEEP, 0)
     logits = hidden @ params["w2"] + params["b2"]
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
@@ -132,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
             rates,
             args.runs,
         ),
+        "transposed kernel": (
+            run_major,
+            {**stacked, "w1": jnp.swapaxes(stacked["w1"], 1, 2)},
+            rates,
+            args.runs,
+        ),
     }
     results, finals = {}, {}
     for name, (axes, params, learning_rates, runs) in layouts.items():
@@ -150,9 +162,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<14} {min(times):7.3f} s per call, {per_run_step_ms:.4f} ms per run-step")
     run_major_w1 = finals["run-major"]["w1"]
     np.testing.assert_array_equal(run_major_w1, jnp.moveaxis(finals["feature-major"]["w1"], 1, 0))
+    transposed_w1 = jnp.swapaxes(finals["transposed kernel"]["w1"], 1, 2)
+    np.testing.assert_allclose(run_major_w1, transposed_w1, rtol=0, atol=1e-5)
     np.testing.assert_allclose(run_major_w1[0], finals["one run"]["w1"], rtol=0, atol=1e-5)
     single = results["one run"]["per_run_step_ms"]
-    for name in ("run-major", "feature-major"):
+    for name in ("run-major", "feature-major", "transposed kernel"):
         results[name]["speedup_over_one_after_another"] = single / results[name]["per_run_step_ms"]
         print(f"{name}: {results[name]['speedup_over_one_after_another']:.2f}x one after another")
     args.out.parent.mkdir(parents=True, exist_ok=True)
