@@ -39,7 +39,14 @@ from flax import nnx
 from jaxopt_lab import runtime
 from jaxopt_lab.optim.base import tree_bytes
 from jaxopt_lab.optim.registry import make_optimizer
-from jaxopt_lab.training.step import TrainState, evaluate, init_train_state, train_step
+from jaxopt_lab.training.step import (
+    StepDropout,
+    TrainState,
+    draw_dropout_ahead,
+    evaluate,
+    init_train_state,
+    train_step,
+)
 
 # hyperparameters (traced scalars by name) and a PRNG key -> optimizer
 OptimizerFactory = Callable[[Mapping[str, jax.Array], jax.Array], optax.GradientTransformation]
@@ -136,21 +143,28 @@ def train_curve(
         probes = None if probe is None else probe(state, graphdef)
         return Curve(train.loss, val.loss, val.accuracy, probes)
 
-    def step(state: TrainState, keys: tuple[jax.Array, jax.Array]) -> tuple[TrainState, None]:
-        batch_key, dropout_key = keys
+    def step(state: TrainState, inputs: tuple[jax.Array, StepDropout]) -> tuple[TrainState, None]:
+        batch_key, dropout = inputs
         if full_batch:
             images, labels = data.train_images, data.train_labels
         else:
             indices = jax.random.randint(batch_key, (batch_size,), 0, num_train)
             images, labels = data.train_images[indices], data.train_labels[indices]
         state, _ = train_step(
-            state, images, labels, dropout_key, graphdef=graphdef, optimizer=optimizer
+            state,
+            images,
+            labels,
+            dropout.key,
+            graphdef=graphdef,
+            optimizer=optimizer,
+            dropout_masks=dropout.masks,
         )
         return state, None
 
     def chunk(state: TrainState, keys: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Curve]:
-        step_keys = tuple(jax.random.split(k, steps_per_eval) for k in keys)
-        state, _ = jax.lax.scan(step, state, step_keys)
+        batch_keys, dropout_keys = (jax.random.split(k, steps_per_eval) for k in keys)
+        dropout = draw_dropout_ahead(graphdef, state, dropout_keys, batch_size)
+        state, _ = jax.lax.scan(step, state, (batch_keys, dropout))
         return state, measure(state)
 
     start = measure(state)
