@@ -17,10 +17,11 @@ from flax import nnx, serialization
 from jaxopt_lab import cli
 from jaxopt_lab.optim import make_optimizer
 from jaxopt_lab.training import data
+from jaxopt_lab.training import step as step_module
 from jaxopt_lab.training.loop import TrainingDivergedError, fit
 from jaxopt_lab.training.models import MLP
 from jaxopt_lab.training.runs import CHECKPOINT_FILE, load_checkpoint
-from jaxopt_lab.training.step import evaluate, init_train_state, train_epoch
+from jaxopt_lab.training.step import draw_dropout_ahead, evaluate, init_train_state, train_epoch
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -329,3 +330,21 @@ def test_batch_norm_statistics_are_carried_through_the_scan(small_mnist):
     running_mean = nnx.state(model, nnx.BatchStat)["norms"][0]["mean"].get_value()
     assert float(jnp.abs(running_mean).max()) > 0.01  # updated from its zero init
     assert history.val_accuracy[-1] >= 0.88  # and used, sensibly, at evaluation
+
+
+def test_masks_too_large_to_draw_ahead_are_drawn_step_by_step(small_mnist, monkeypatch):
+    """Past the byte limit the epoch reads keys, not masks drawn ahead, with the same
+    result: masks of 1024 examples x 128 units (131 kB) against limits on either side."""
+    images, labels = small_mnist.train_images[:1024], small_mnist.train_labels[:1024]
+    optimizer = make_optimizer("adam", 1e-3)
+    graphdef, state = init_train_state(MLP(rngs=nnx.Rngs(0)), optimizer)
+    keys = jax.random.split(jax.random.key(4), 32)
+    results = []
+    for limit, drawn_ahead in ((1024 * 128, True), (1024 * 128 - 1, False)):
+        monkeypatch.setattr(step_module, "MAX_MASK_BYTES_AHEAD", limit)
+        dropout = draw_dropout_ahead(graphdef, state, keys, 32)
+        assert (dropout.masks is not None, dropout.key is None) == (drawn_ahead, drawn_ahead)
+        epoch = jax.jit(partial(train_epoch, graphdef=graphdef, optimizer=optimizer, batch_size=32))
+        results.append(epoch(state, jax.random.key(4), images, labels))
+    for ahead, step_by_step in zip(*map(jax.tree.leaves, results), strict=True):
+        np.testing.assert_array_equal(ahead, step_by_step)

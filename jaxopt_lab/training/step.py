@@ -163,12 +163,18 @@ class StepDropout(NamedTuple):
     masks: tuple[jax.Array, ...] | None
 
 
+# masks drawn ahead for a whole scan take at most this many bytes; beyond it (a large
+# full batch, wide layers), each step draws its own from its key
+MAX_MASK_BYTES_AHEAD = 256 * 2**20
+
+
 def draw_dropout_ahead(
     graphdef: nnx.GraphDef, state: TrainState, step_keys: jax.Array, batch_size: int
 ) -> StepDropout:
     """Each step's dropout for a scan over ``step_keys``: for a model with a
     ``dropout_masks(key, batch_size)`` method, the masks of all steps in one vmapped call,
-    the same masks its training call draws from each key; for other models, the keys.
+    the same masks its training call draws from each key; for other models, and when all
+    steps' masks would take more than :data:`MAX_MASK_BYTES_AHEAD`, the keys.
 
     Drawn per step inside the scan, each mask is a small threefry loop of its own (JAX's
     CPU lowering keeps the rounds rolled); drawn for all steps at once, the seed epoch
@@ -179,6 +185,10 @@ def draw_dropout_ahead(
         nnx.merge(graphdef, state.params, state.model_state), "dropout_masks", None
     )
     if draw_masks is None:
+        return StepDropout(step_keys, None)
+    one_step = jax.eval_shape(lambda key: draw_masks(key, batch_size), step_keys[0])
+    step_bytes = sum(mask.size * mask.dtype.itemsize for mask in jax.tree.leaves(one_step))
+    if step_bytes * step_keys.shape[0] > MAX_MASK_BYTES_AHEAD:
         return StepDropout(step_keys, None)
     return StepDropout(None, jax.vmap(lambda key: draw_masks(key, batch_size))(step_keys))
 
