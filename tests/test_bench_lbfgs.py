@@ -4,8 +4,8 @@ drawn, and --from-json redraws the same summary without running anything."""
 
 import importlib.util
 import json
-from pathlib import Path
 
+import benchmark_scripts
 import pytest
 
 # sif2jax switches x64 on when imported, for the whole process: only look for it here, so
@@ -14,18 +14,9 @@ if importlib.util.find_spec("sif2jax") is None:
     pytest.skip("the bench extra (sif2jax) is not installed", allow_module_level=True)
 pytestmark = pytest.mark.usefixtures("float64")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_lbfgs.py"
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_lbfgs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_benchmark_on_two_tiny_problems(tmp_path, capsys):
-    bench = _bench_module()
+    bench = benchmark_scripts.load("bench_lbfgs")
     out = tmp_path / "lbfgs.json"
     argv = ["--problems", "ROSENBR,BEALE", "--solvers", "jaxopt_lab,scipy"]
     argv += ["--repeats", "1", "--out", str(out)]
@@ -60,17 +51,13 @@ def test_rounding_control_counts_like_the_benchmark_and_is_scale_invariant(tmp_p
     in exact arithmetic."""
     import argparse
 
-    spec = importlib.util.spec_from_file_location(
-        "control", SCRIPT.with_name("lbfgs_rounding_control.py")
-    )
-    control = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(control)
+    control = benchmark_scripts.load("lbfgs_rounding_control")
     out = tmp_path / "rounding.json"
     argv = ["--problems", "ROSENBR,BEALE", "--factors", "1000,0.001", "--out", str(out)]
     assert control.main(argv) == 0
     rows = json.loads(out.read_text())["rows"]
 
-    bench = _bench_module()
+    bench = benchmark_scripts.load("bench_lbfgs")
     args = argparse.Namespace(maxiter=2000)
     problems = bench.cutest.unconstrained(1000, ",".join(rows))
     assert sorted(problem.name for problem in problems) == ["BEALE", "ROSENBR"]

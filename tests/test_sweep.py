@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flax import nnx
+from masks_per_step import MasksDrawnPerStep
 
 from jaxopt_lab import runtime
 from jaxopt_lab.training import sweep as sweep_module
@@ -122,17 +123,6 @@ def test_per_seed_batch_order_pairs_runs_and_evaluates_the_test_split_once(data)
     assert not np.allclose(shared.curves.train_loss[0, 1], result.curves.train_loss[0, 1])
 
 
-class _KeyedModel(nnx.Module):
-    """The small MLP behind a model without a ``dropout_masks`` method: the sweep then
-    passes each step's key, and the MLP draws that step's masks inside the scan."""
-
-    def __init__(self, key):
-        self.mlp = _small_model(None, key)
-
-    def __call__(self, x, *, train=False, dropout_key=None):
-        return self.mlp(x, train=train, dropout_key=dropout_key)
-
-
 @pytest.mark.parametrize("vectorize", [True, False])
 def test_masks_drawn_ahead_give_the_curves_of_masks_drawn_step_by_step(data, vectorize):
     kwargs = dict(
@@ -146,6 +136,8 @@ def test_masks_drawn_ahead_give_the_curves_of_masks_drawn_step_by_step(data, vec
     )
     factory = named_optimizer("adam")
     ahead = sweep(factory, model_factory=_small_model, **kwargs)
-    step_by_step = sweep(factory, model_factory=lambda h, key: _KeyedModel(key), **kwargs)
+    step_by_step = sweep(
+        factory, model_factory=lambda h, key: MasksDrawnPerStep(_small_model(h, key)), **kwargs
+    )
     for drawn_ahead, drawn_in_step in zip(ahead.curves, step_by_step.curves, strict=True):
         np.testing.assert_array_equal(drawn_ahead, drawn_in_step)

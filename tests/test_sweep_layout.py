@@ -1,17 +1,13 @@
 """benchmarks/sweep_layout.py on a tiny budget: the four layouts train the same runs (the
 script checks the kernels agree before it reports) and the record holds every figure."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_layout.py"
+import benchmark_scripts
 
 
 def test_the_four_layouts_train_the_same_runs(tmp_path):
-    spec = importlib.util.spec_from_file_location("sweep_layout", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = benchmark_scripts.load("sweep_layout")
     out = tmp_path / "layout.json"
     module.main(["--runs", "3", "--steps", "4", "--repeats", "1", "--out", str(out)])
     record = json.loads(out.read_text())

@@ -1,17 +1,8 @@
 """benchmarks/sweep_profile.py: its reading of compiled HLO, and a run on a tiny budget."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "sweep_profile.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("sweep_profile", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import benchmark_scripts
 
 
 def test_each_operation_is_named_with_its_output_shape_and_primitive():
@@ -23,7 +14,7 @@ def test_each_operation_is_named_with_its_output_shape_and_primitive():
         'metadata={op_name="jit(single)/transpose(jvp())/dot_general"}\n'
         "  %p = f32[2]{0} parameter(0)\n"
     )
-    assert _module()._op_table(hlo) == {
+    assert benchmark_scripts.load("sweep_profile")._op_table(hlo) == {
         "multiply_add_fusion.7": ("f32[3,8,784,128]", "add"),
         "dot.6": ("f32[784,128]", "dot_general"),
     }
@@ -31,7 +22,7 @@ def test_each_operation_is_named_with_its_output_shape_and_primitive():
 
 def test_both_modes_are_profiled_and_their_shares_ranked(tmp_path):
     out = tmp_path / "profile.json"
-    _module().main(["--steps", "5", "--top", "4", "--out", str(out)])
+    benchmark_scripts.load("sweep_profile").main(["--steps", "5", "--top", "4", "--out", str(out)])
     record = json.loads(out.read_text())
     for mode in ("sequential", "vmapped"):
         shares = [row["share"] for row in record[mode]["top_ops"]]

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx, serialization
+from masks_per_step import MasksDrawnPerStep
 
 from jaxopt_lab import cli
 from jaxopt_lab.optim import make_optimizer
@@ -295,24 +296,13 @@ def test_train_epoch_vmaps_over_seeds_and_learning_rates(small_mnist):
             np.testing.assert_allclose(batched[index], alone, rtol=1e-5, atol=1e-6)
 
 
-class _KeyedMLP(nnx.Module):
-    """The MLP behind a model without a ``dropout_masks`` method: ``train_epoch`` then
-    passes each step's key, and the MLP draws that step's masks inside the scan."""
-
-    def __init__(self, **options):
-        self.mlp = MLP(**options)
-
-    def __call__(self, x, *, train=False, dropout_key=None):
-        return self.mlp(x, train=train, dropout_key=dropout_key)
-
-
 @pytest.mark.parametrize("options", [{}, {"hidden_sizes": (64, 32), "batch_norm": True}])
 def test_an_epoch_with_masks_drawn_ahead_equals_drawing_them_step_by_step(small_mnist, options):
     images, labels = small_mnist.train_images[:1024], small_mnist.train_labels[:1024]
     optimizer = make_optimizer("adam", 1e-3)
     results = []
-    for model_class in (MLP, _KeyedMLP):
-        graphdef, state = init_train_state(model_class(**options, rngs=nnx.Rngs(0)), optimizer)
+    for wrap in (lambda model: model, MasksDrawnPerStep):
+        graphdef, state = init_train_state(wrap(MLP(**options, rngs=nnx.Rngs(0))), optimizer)
         epoch = jax.jit(partial(train_epoch, graphdef=graphdef, optimizer=optimizer, batch_size=32))
         results.append(epoch(state, jax.random.key(4), images, labels))
     ahead, step_by_step = results
