@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -141,3 +146,78 @@ def test_masks_drawn_ahead_give_the_curves_of_masks_drawn_step_by_step(data, vec
     )
     for drawn_ahead, drawn_in_step in zip(ahead.curves, step_by_step.curves, strict=True):
         np.testing.assert_array_equal(drawn_ahead, drawn_in_step)
+
+
+SPREAD_SCRIPT = """
+import json
+import jax
+jax.config.update("jax_num_cpu_devices", 3)  # before the backend starts
+import numpy as np
+from flax import nnx
+from jaxopt_lab import runtime
+from jaxopt_lab.training.data import load_dataset
+from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.sweep import named_optimizer, subset, sweep
+
+devices_of_programs = []
+compile_timed = runtime.compile_timed
+def recording(*args, **kwargs):  # how many devices each compiled sweep runs on
+    compiled, seconds = compile_timed(*args, **kwargs)
+    devices_of_programs.append(len(jax.tree.leaves(compiled.output_shardings)[0].device_set))
+    return compiled, seconds
+runtime.compile_timed = recording
+
+def small_model(hyperparameters, key):
+    return MLP(hidden_sizes=(32,), dropout_rate=0.1, rngs=nnx.Rngs(key))
+
+data = subset(load_dataset("mnist"), num_train=1024, num_eval=512, num_val=512)
+results = [
+    sweep(named_optimizer("momentum"), {"learning_rate": [1e-2, 3e-2, 1e-1, 30.0]}, [0, 1],
+          data, model_factory=small_model, batch_size=32, num_evals=2, steps_per_eval=20,
+          devices=devices)
+    for devices in (None, jax.devices())
+]
+print(json.dumps({
+    "devices_of_programs": devices_of_programs,
+    "num_devices": [r.num_devices for r in results],
+    "runs_per_batch": [r.runs_per_batch for r in results],
+    "curves": [{f: np.asarray(getattr(r.curves, f)).tolist()
+                for f in ("train_loss", "val_loss", "val_accuracy")} for r in results],
+}))
+"""
+
+
+def test_sweep_spread_over_devices_matches_one_device():
+    """4 grid points over 3 CPU devices (padded to 6, 2 per device) in a fresh process:
+    the same curves as one device, from a program that runs on all three."""
+    result = subprocess.run(
+        [sys.executable, "-c", SPREAD_SCRIPT], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices_of_programs"] == [1, 3]
+    assert out["num_devices"] == [1, 3]
+    assert out["runs_per_batch"] == [8, 4]  # 2 seeds x the 4 points, then x 2 per device
+    one, spread = out["curves"]
+    for field in ("train_loss", "val_loss", "val_accuracy"):
+        a, b = np.asarray(one[field]), np.asarray(spread[field])
+        assert a.shape == b.shape == (4, 2, 3)  # the padding's runs are dropped
+        # the three stable rates; the diverging 30.0 amplifies rounding differences
+        np.testing.assert_allclose(a[:3], b[:3], rtol=2e-4, atol=2e-5)
+
+
+def test_sweep_devices_need_a_vectorized_sweep(data):
+    for vectorize, devices in ((False, jax.devices()), (True, [])):
+        with pytest.raises(ValueError, match="devices"):
+            sweep(
+                named_optimizer("sgd"),
+                {"learning_rate": [0.1]},
+                [0],
+                data,
+                model_factory=_small_model,
+                batch_size=8,
+                num_evals=1,
+                steps_per_eval=1,
+                vectorize=vectorize,
+                devices=devices,
+            )

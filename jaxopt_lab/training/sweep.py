@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from jaxopt_lab import runtime
 from jaxopt_lab.optim.base import tree_bytes
@@ -106,6 +107,7 @@ class SweepResult:
     total_seconds: float
     vectorized: bool
     runs_per_batch: int | None = None  # runs vmapped side by side (vectorized sweeps)
+    num_devices: int = 1  # devices the grid points were spread over (vectorized sweeps)
 
 
 def named_optimizer(name: str, **options: Any) -> OptimizerFactory:
@@ -191,6 +193,7 @@ def sweep(
     vectorize: bool = True,
     runs_per_batch: int | Literal["auto"] | None = None,
     data_seed: int | None = 0,
+    devices: Sequence[jax.Device] | None = None,
 ) -> SweepResult:
     """Train one model per point of ``grid`` (cartesian product) and per seed.
 
@@ -214,6 +217,15 @@ def sweep(
     parameters and optimizer states fit in the cache can be faster: ``"auto"`` chooses
     that size (:func:`auto_runs_per_batch`).
 
+    ``devices`` spreads a vectorized sweep's grid points over several devices
+    (``jax.shard_map``): each device trains its share of the points, for every seed,
+    vmapped in batches as above, and the devices run at once. Pass ``jax.devices()`` on a
+    machine with several accelerators, or on a CPU whose cores were made devices before
+    JAX started (``jax.config.update("jax_num_cpu_devices", os.cpu_count())``): there
+    each core trains its own runs, which scales better than splitting every small
+    product between the cores. The grid is padded to a multiple of the device count by
+    repeating its last point (the padding's runs are computed and dropped).
+
     The compiled program is cached on the factories, probe and budget (the same function
     objects give the same program), and ``data`` is an argument of it, so sweeping
     again on other data of the same shapes (e.g. with flipped labels) does not recompile.
@@ -228,6 +240,8 @@ def sweep(
         raise ValueError(
             f"num_evals and steps_per_eval must be >= 1, got {num_evals}, {steps_per_eval}"
         )
+    if devices is not None and (not vectorize or len(devices) == 0):
+        raise ValueError("devices needs vectorize=True and at least one device")
     names = list(grid)
     grid_points = list(itertools.product(*(grid[name] for name in names)))
     columns = np.asarray(grid_points, dtype=np.float64).T
@@ -249,19 +263,34 @@ def sweep(
         example = {n: v[0] for n, v in hyperparameters.items()}
         state = jax.eval_shape(init_state, example, seed_array[0])  # shapes only
         runs_per_batch = auto_runs_per_batch(tree_bytes(state), num_runs)
+    num_devices = 1 if devices is None else len(devices)
+    padding = -len(grid_points) % num_devices  # points repeated to fill the last device
+    points_per_device = (len(grid_points) + padding) // num_devices
     # all seeds run side by side: a batch holds a whole number of grid points per seed
     points_per_batch = max(1, (runs_per_batch or num_runs) // len(seeds))
-    points_per_batch = min(points_per_batch, len(grid_points))
+    points_per_batch = min(points_per_batch, points_per_device)
     start = time.perf_counter()
     if vectorize:
-        compiled, compile_seconds = runtime.compile_timed(
-            batched, hyperparameters, seed_array, data, points_per_batch=points_per_batch
-        )
+        if num_devices == 1:
+            compiled, compile_seconds = runtime.compile_timed(
+                batched, hyperparameters, seed_array, data, points_per_batch=points_per_batch
+            )
+        else:
+            mesh = jax.sharding.Mesh(np.asarray(devices), (_POINTS,))
+            hyperparameters = {
+                n: jnp.concatenate([v, jnp.repeat(v[-1:], padding)])
+                for n, v in hyperparameters.items()
+            }
+            data = jax.device_put(data, jax.sharding.NamedSharding(mesh, P()))
+            compiled, compile_seconds = runtime.compile_timed(
+                _spread_over(batched, mesh, points_per_batch), hyperparameters, seed_array, data
+            )
         tick = time.perf_counter()
         curves = jax.block_until_ready(compiled(hyperparameters, seed_array, data))
         # [seed, point, ...] -> runs in grid order, the seed varying fastest
         curves = jax.tree.map(
-            lambda x: jnp.swapaxes(x, 0, 1).reshape(num_runs, *x.shape[2:]), curves
+            lambda x: jnp.swapaxes(x[:, : len(grid_points)], 0, 1).reshape(num_runs, *x.shape[2:]),
+            curves,
         )
         run_seconds = np.full(num_runs, (time.perf_counter() - tick) / num_runs)
     else:
@@ -289,6 +318,7 @@ def sweep(
         total_seconds=total_seconds,
         vectorized=vectorize,
         runs_per_batch=points_per_batch * len(seeds) if vectorize else None,
+        num_devices=num_devices,
     )
 
 
@@ -365,6 +395,29 @@ def _compiled_runs(
         return start(hparams, seed)[0]
 
     return jax.jit(one_run), jax.jit(batched, static_argnames="points_per_batch"), init_state
+
+
+_POINTS = "grid_points"  # the mesh axis a sweep's grid points are spread over
+
+
+@functools.lru_cache(maxsize=16)
+def _spread_over(batched: Callable, mesh: jax.sharding.Mesh, points_per_batch: int) -> Callable:
+    """``batched`` with the grid points split over ``mesh``'s devices, each running its
+    share (seeds and data replicated); the curves come back ``[seed, point, ...]``."""
+
+    def local(hparams, seeds, data):
+        return batched(hparams, seeds, data, points_per_batch=points_per_batch)
+
+    # every run's state starts from its (replicated) seed and turns per-device inside the
+    # scans, which shard_map's varying-axes check would reject; each device is independent
+    spread = jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(P(_POINTS), P(), P()),
+        out_specs=P(None, _POINTS),
+        check_vma=False,
+    )
+    return jax.jit(spread)
 
 
 def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> int:
