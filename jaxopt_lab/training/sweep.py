@@ -11,7 +11,8 @@ seed)``.
 :func:`sweep` builds the optimizer *inside* that function from traced hyperparameters (a
 learning rate is just a traced scalar to :func:`~jaxopt_lab.optim.registry.make_optimizer`)
 and ``jax.vmap``-s it over the flattened grid ``hyperparameters x seeds``: every run of
-the grid in one compiled call. ``vectorize=False`` runs the same compiled single run
+the grid in one compiled call; with ``devices``, the grid points are spread over several
+devices, each vmapping its share. ``vectorize=False`` runs the same compiled single run
 once per grid point instead (the sequential baseline, and per-run wall times).
 
 Batches are drawn uniformly with replacement from the training split at every step (the
