@@ -634,10 +634,11 @@ def _add_compilation_cache_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("compilation cache")
     group.add_argument(
         "--compilation-cache",
-        type=Path,
         default=None,
-        help="folder of compiled programs reused by later runs "
-        "(default: $JAXOPT_LAB_COMPILATION_CACHE, else ~/.cache/jaxopt_lab/xla)",
+        metavar="FOLDER",
+        help="folder of compiled programs reused by later runs, or off for none (a folder "
+        "named off: ./off; default: $JAXOPT_LAB_COMPILATION_CACHE, else "
+        "~/.cache/jaxopt_lab/xla)",
     )
     group.add_argument(
         "--no-compilation-cache",
@@ -647,12 +648,19 @@ def _add_compilation_cache_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _use_compilation_cache(args: argparse.Namespace) -> None:
-    from jaxopt_lab.runtime import default_compilation_cache, enable_compilation_cache
+    from jaxopt_lab.runtime import (
+        compilation_cache_folder,
+        default_compilation_cache,
+        enable_compilation_cache,
+    )
 
     if args.no_compilation_cache and args.compilation_cache is not None:
         raise UsageError("--compilation-cache and --no-compilation-cache exclude each other")
-    folder = args.compilation_cache
-    if folder is None and not args.no_compilation_cache:
+    if args.compilation_cache is not None:
+        folder = compilation_cache_folder(args.compilation_cache)
+    elif args.no_compilation_cache:
+        folder = None
+    else:
         folder = default_compilation_cache()
     if folder is None:
         return

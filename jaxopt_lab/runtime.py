@@ -82,14 +82,19 @@ def time_compile(jitted: Callable[..., Any], *args: Any, **kwargs: Any) -> float
     return compile_timed(jitted, *args, **kwargs)[1]
 
 
+def compilation_cache_folder(setting: str) -> Path | None:
+    """The folder a compilation-cache setting names (``--compilation-cache`` or
+    ``$JAXOPT_LAB_COMPILATION_CACHE``): None for ``off`` (a folder named off is
+    ``./off``)."""
+    return None if setting == "off" else Path(setting).expanduser()
+
+
 def default_compilation_cache() -> Path | None:
     """``$JAXOPT_LAB_COMPILATION_CACHE`` (None when it is ``off``), else
     ``$XDG_CACHE_HOME/jaxopt_lab/xla`` (default ``~/.cache/jaxopt_lab/xla``)."""
     chosen = os.environ.get("JAXOPT_LAB_COMPILATION_CACHE")
-    if chosen == "off":
-        return None
     if chosen:
-        return Path(chosen).expanduser()
+        return compilation_cache_folder(chosen)
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "jaxopt_lab" / "xla"
 
 

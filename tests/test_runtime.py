@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,8 @@ def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     assert runtime.default_compilation_cache() == tmp_path / "elsewhere"
     monkeypatch.setenv("JAXOPT_LAB_COMPILATION_CACHE", "off")
     assert runtime.default_compilation_cache() is None
+    monkeypatch.setenv("JAXOPT_LAB_COMPILATION_CACHE", "./off")  # a folder named off
+    assert runtime.default_compilation_cache() == Path("off")
 
 
 def test_the_cli_fills_the_cache_folder_it_is_given(tmp_path):
@@ -62,7 +65,7 @@ def test_the_cli_fills_the_cache_folder_it_is_given(tmp_path):
     def minimize(*flags: str, env: dict | None = None) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "jaxopt_lab.cli", "minimize", "--problem", "beale"]
         return subprocess.run(
-            [*command, *flags], capture_output=True, text=True, timeout=120, env=env
+            [*command, *flags], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
         )
 
     cache = tmp_path / "cache"
@@ -72,6 +75,9 @@ def test_the_cli_fills_the_cache_folder_it_is_given(tmp_path):
     environment = {**os.environ, "JAXOPT_LAB_COMPILATION_CACHE": str(unused)}
     assert minimize("--no-compilation-cache", env=environment).returncode == 0
     assert not unused.exists()
+    # off means no cache, as in the environment variable, not a folder named off
+    assert minimize("--compilation-cache", "off", env=environment).returncode == 0
+    assert not unused.exists() and not (tmp_path / "off").exists()
     both = minimize("--no-compilation-cache", "--compilation-cache", str(cache))
     assert both.returncode == 1 and "exclude each other" in both.stderr
 
