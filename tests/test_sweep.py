@@ -163,7 +163,8 @@ devices_of_programs = []
 compile_timed = runtime.compile_timed
 def recording(*args, **kwargs):  # how many devices each compiled sweep runs on
     compiled, seconds = compile_timed(*args, **kwargs)
-    devices_of_programs.append(len(jax.tree.leaves(compiled.output_shardings)[0].device_set))
+    devices = jax.tree.leaves(compiled.output_shardings)[0].device_set
+    devices_of_programs.append(sorted(device.id for device in devices))
     return compiled, seconds
 runtime.compile_timed = recording
 
@@ -175,7 +176,7 @@ results = [
     sweep(named_optimizer("momentum"), {"learning_rate": [1e-2, 3e-2, 1e-1, 30.0]}, [0, 1],
           data, model_factory=small_model, batch_size=32, num_evals=2, steps_per_eval=20,
           devices=devices)
-    for devices in (None, jax.devices())
+    for devices in (None, jax.devices(), jax.devices()[2:])
 ]
 print(json.dumps({
     "devices_of_programs": devices_of_programs,
@@ -189,21 +190,23 @@ print(json.dumps({
 
 def test_sweep_spread_over_devices_matches_one_device():
     """4 grid points over 3 CPU devices (padded to 6, 2 per device) in a fresh process:
-    the same curves as one device, from a program that runs on all three."""
+    the same curves as one device, from a program that runs on all three; a single device
+    given runs the sweep there."""
     result = subprocess.run(
         [sys.executable, "-c", SPREAD_SCRIPT], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["devices_of_programs"] == [1, 3]
-    assert out["num_devices"] == [1, 3]
-    assert out["runs_per_batch"] == [8, 4]  # 2 seeds x the 4 points, then x 2 per device
-    one, spread = out["curves"]
+    assert out["devices_of_programs"] == [[0], [0, 1, 2], [2]]  # the last: the one given
+    assert out["num_devices"] == [1, 3, 1]
+    assert out["runs_per_batch"] == [8, 4, 8]  # 2 seeds x the 4 points, then x 2 per device
+    one, spread, elsewhere = out["curves"]
     for field in ("train_loss", "val_loss", "val_accuracy"):
-        a, b = np.asarray(one[field]), np.asarray(spread[field])
+        a, b, c = (np.asarray(curves[field]) for curves in (one, spread, elsewhere))
         assert a.shape == b.shape == (4, 2, 3)  # the padding's runs are dropped
         # the three stable rates; the diverging 30.0 amplifies rounding differences
         np.testing.assert_allclose(a[:3], b[:3], rtol=2e-4, atol=2e-5)
+        np.testing.assert_array_equal(a, c)  # the same program on another device
 
 
 def test_sweep_devices_need_a_vectorized_sweep(data):

@@ -220,7 +220,8 @@ def sweep(
 
     ``devices`` spreads a vectorized sweep's grid points over several devices
     (``jax.shard_map``): each device trains its share of the points, for every seed,
-    vmapped in batches as above, and the devices run at once. Pass ``jax.devices()`` on a
+    vmapped in batches as above, and the devices run at once (a single device given runs
+    the whole sweep there). Pass ``jax.devices()`` on a
     machine with several accelerators, or on a CPU whose cores were made devices before
     JAX started (``jax.config.update("jax_num_cpu_devices", os.cpu_count())``): there
     each core trains its own runs, which scales better than splitting every small
@@ -272,7 +273,7 @@ def sweep(
     points_per_batch = min(points_per_batch, points_per_device)
     start = time.perf_counter()
     if vectorize:
-        if num_devices == 1:
+        if devices is None:
             compiled, compile_seconds = runtime.compile_timed(
                 batched, hyperparameters, seed_array, data, points_per_batch=points_per_batch
             )
