@@ -172,12 +172,15 @@ def small_model(hyperparameters, key):
     return MLP(hidden_sizes=(32,), dropout_rate=0.1, rngs=nnx.Rngs(key))
 
 data = subset(load_dataset("mnist"), num_train=1024, num_eval=512, num_val=512)
-results = [
-    sweep(named_optimizer("momentum"), {"learning_rate": [1e-2, 3e-2, 1e-1, 30.0]}, [0, 1],
-          data, model_factory=small_model, batch_size=32, num_evals=2, steps_per_eval=20,
-          devices=devices)
-    for devices in (None, jax.devices(), jax.devices()[2:])
-]
+def run(rates, seeds, devices):
+    return sweep(named_optimizer("momentum"), {"learning_rate": rates}, seeds, data,
+                 model_factory=small_model, batch_size=32, num_evals=2, steps_per_eval=20,
+                 devices=devices)
+# 4 points x 2 seeds: spreading either pads 4 runs, so the points are spread
+four_points = [1e-2, 3e-2, 1e-1, 30.0]
+results = [run(four_points, [0, 1], d) for d in (None, jax.devices(), jax.devices()[2:])]
+# 1 point x 2 seeds: spreading the points pads 4 runs, the seeds 1
+results += [run([3e-2], [0, 1], d) for d in (None, jax.devices())]
 print(json.dumps({
     "devices_of_programs": devices_of_programs,
     "num_devices": [r.num_devices for r in results],
@@ -191,22 +194,28 @@ print(json.dumps({
 def test_sweep_spread_over_devices_matches_one_device():
     """4 grid points over 3 CPU devices (padded to 6, 2 per device) in a fresh process:
     the same curves as one device, from a program that runs on all three; a single device
-    given runs the sweep there."""
+    given runs the sweep there; 2 seeds are spread (padded to 3) instead of 1 point."""
     result = subprocess.run(
         [sys.executable, "-c", SPREAD_SCRIPT], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    assert out["devices_of_programs"] == [[0], [0, 1, 2], [2]]  # the last: the one given
-    assert out["num_devices"] == [1, 3, 1]
-    assert out["runs_per_batch"] == [8, 4, 8]  # 2 seeds x the 4 points, then x 2 per device
-    one, spread, elsewhere = out["curves"]
+    # the third: the single device given
+    assert out["devices_of_programs"] == [[0], [0, 1, 2], [2], [0], [0, 1, 2]]
+    assert out["num_devices"] == [1, 3, 1, 1, 3]
+    # runs side by side on a device: 2 seeds x 4 points, x 2 points, ...; 2 seeds x 1
+    # point, then 1 seed x 1 point
+    assert out["runs_per_batch"] == [8, 4, 8, 2, 1]
+    one, spread, elsewhere, one_of_three, seeds_spread = out["curves"]
     for field in ("train_loss", "val_loss", "val_accuracy"):
         a, b, c = (np.asarray(curves[field]) for curves in (one, spread, elsewhere))
         assert a.shape == b.shape == (4, 2, 3)  # the padding's runs are dropped
         # the three stable rates; the diverging 30.0 amplifies rounding differences
         np.testing.assert_allclose(a[:3], b[:3], rtol=2e-4, atol=2e-5)
         np.testing.assert_array_equal(a, c)  # the same program on another device
+        d, e = (np.asarray(curves[field]) for curves in (one_of_three, seeds_spread))
+        assert d.shape == e.shape == (1, 2, 3)  # the repeated seed's run is dropped
+        np.testing.assert_allclose(d, e, rtol=2e-4, atol=2e-5)
 
 
 def test_sweep_devices_need_a_vectorized_sweep(data):

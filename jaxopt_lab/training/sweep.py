@@ -108,7 +108,7 @@ class SweepResult:
     total_seconds: float
     vectorized: bool
     runs_per_batch: int | None = None  # runs vmapped side by side (vectorized sweeps)
-    num_devices: int = 1  # devices the grid points were spread over (vectorized sweeps)
+    num_devices: int = 1  # devices the runs were spread over (vectorized sweeps)
 
 
 def named_optimizer(name: str, **options: Any) -> OptimizerFactory:
@@ -218,15 +218,17 @@ def sweep(
     parameters and optimizer states fit in the cache can be faster: ``"auto"`` chooses
     that size (:func:`auto_runs_per_batch`).
 
-    ``devices`` spreads a vectorized sweep's grid points over several devices
-    (``jax.shard_map``): each device trains its share of the points, for every seed,
-    vmapped in batches as above, and the devices run at once (a single device given runs
-    the whole sweep there). Pass ``jax.devices()`` on a
-    machine with several accelerators, or on a CPU whose cores were made devices before
-    JAX started (``jax.config.update("jax_num_cpu_devices", os.cpu_count())``): there
-    each core trains its own runs, which scales better than splitting every small
-    product between the cores. The grid is padded to a multiple of the device count by
-    repeating its last point (the padding's runs are computed and dropped).
+    ``devices`` spreads a vectorized sweep's runs over several devices
+    (``jax.shard_map``): each device trains its share of the grid points for every seed,
+    or, when that pads less, its share of the seeds at every point, vmapped in batches as
+    above; the devices run at once (a single device given runs the whole sweep there).
+    Pass ``jax.devices()`` on a machine with several accelerators, or on a CPU whose
+    cores were made devices before JAX started
+    (``jax.config.update("jax_num_cpu_devices", os.cpu_count())``): there each core
+    trains its own runs, which scales better than splitting every small product between
+    the cores. The axis spread is padded to a multiple of the device
+    count by repeating its last point or seed (the padding's runs are computed and
+    dropped).
 
     The compiled program is cached on the factories, probe and budget (the same function
     objects give the same program), and ``data`` is an argument of it, so sweeping
@@ -266,10 +268,15 @@ def sweep(
         state = jax.eval_shape(init_state, example, seed_array[0])  # shapes only
         runs_per_batch = auto_runs_per_batch(tree_bytes(state), num_runs)
     num_devices = 1 if devices is None else len(devices)
-    padding = -len(grid_points) % num_devices  # points repeated to fill the last device
-    points_per_device = (len(grid_points) + padding) // num_devices
-    # all seeds run side by side: a batch holds a whole number of grid points per seed
-    points_per_batch = max(1, (runs_per_batch or num_runs) // len(seeds))
+    # spread the points, or the seeds where repeating some to fill the last device pads
+    # fewer runs
+    point_padding, seed_padding = -len(grid_points) % num_devices, -len(seeds) % num_devices
+    spread_seeds = len(grid_points) * seed_padding < point_padding * len(seeds)
+    point_padding, seed_padding = (0, seed_padding) if spread_seeds else (point_padding, 0)
+    points_per_device = (len(grid_points) + point_padding) // (1 if spread_seeds else num_devices)
+    seeds_per_device = (len(seeds) + seed_padding) // (num_devices if spread_seeds else 1)
+    # a device's seeds run side by side: a batch holds a whole number of points per seed
+    points_per_batch = max(1, (runs_per_batch or num_runs) // seeds_per_device)
     points_per_batch = min(points_per_batch, points_per_device)
     start = time.perf_counter()
     if vectorize:
@@ -278,20 +285,23 @@ def sweep(
                 batched, hyperparameters, seed_array, data, points_per_batch=points_per_batch
             )
         else:
-            mesh = jax.sharding.Mesh(np.asarray(devices), (_POINTS,))
+            mesh = jax.sharding.Mesh(np.asarray(devices), (_RUNS,))
             hyperparameters = {
-                n: jnp.concatenate([v, jnp.repeat(v[-1:], padding)])
-                for n, v in hyperparameters.items()
+                n: _pad_with_last(v, point_padding) for n, v in hyperparameters.items()
             }
+            seed_array = _pad_with_last(seed_array, seed_padding)
             data = jax.device_put(data, jax.sharding.NamedSharding(mesh, P()))
+            spread = _spread_over(batched, mesh, points_per_batch, spread_seeds)
             compiled, compile_seconds = runtime.compile_timed(
-                _spread_over(batched, mesh, points_per_batch), hyperparameters, seed_array, data
+                spread, hyperparameters, seed_array, data
             )
         tick = time.perf_counter()
         curves = jax.block_until_ready(compiled(hyperparameters, seed_array, data))
         # [seed, point, ...] -> runs in grid order, the seed varying fastest
         curves = jax.tree.map(
-            lambda x: jnp.swapaxes(x[:, : len(grid_points)], 0, 1).reshape(num_runs, *x.shape[2:]),
+            lambda x: jnp.swapaxes(x[: len(seeds), : len(grid_points)], 0, 1).reshape(
+                num_runs, *x.shape[2:]
+            ),
             curves,
         )
         run_seconds = np.full(num_runs, (time.perf_counter() - tick) / num_runs)
@@ -319,7 +329,7 @@ def sweep(
         compile_seconds=compile_seconds,
         total_seconds=total_seconds,
         vectorized=vectorize,
-        runs_per_batch=points_per_batch * len(seeds) if vectorize else None,
+        runs_per_batch=points_per_batch * seeds_per_device if vectorize else None,
         num_devices=num_devices,
     )
 
@@ -399,27 +409,35 @@ def _compiled_runs(
     return jax.jit(one_run), jax.jit(batched, static_argnames="points_per_batch"), init_state
 
 
-_POINTS = "grid_points"  # the mesh axis a sweep's grid points are spread over
+_RUNS = "runs"  # the mesh axis a sweep's grid points or seeds are spread over
+
+
+def _pad_with_last(values: jax.Array, count: int) -> jax.Array:
+    return jnp.concatenate([values, jnp.repeat(values[-1:], count)])
 
 
 @functools.lru_cache(maxsize=16)
-def _spread_over(batched: Callable, mesh: jax.sharding.Mesh, points_per_batch: int) -> Callable:
-    """``batched`` with the grid points split over ``mesh``'s devices, each running its
-    share (seeds and data replicated); the curves come back ``[seed, point, ...]``."""
+def _spread_over(
+    batched: Callable, mesh: jax.sharding.Mesh, points_per_batch: int, spread_seeds: bool
+) -> Callable:
+    """``batched`` with the grid points (or the seeds) split over ``mesh``'s devices, each
+    running its share, the rest and the data replicated; the curves come back
+    ``[seed, point, ...]``."""
 
     def local(hparams, seeds, data):
         return batched(hparams, seeds, data, points_per_batch=points_per_batch)
 
+    spread = (P(), P(_RUNS)) if spread_seeds else (P(_RUNS), P())
     # every run's state starts from its (replicated) seed and turns per-device inside the
     # scans, which shard_map's varying-axes check would reject; each device is independent
-    spread = jax.shard_map(
+    program = jax.shard_map(
         local,
         mesh=mesh,
-        in_specs=(P(_POINTS), P(), P()),
-        out_specs=P(None, _POINTS),
+        in_specs=(*spread, P()),
+        out_specs=P(_RUNS) if spread_seeds else P(None, _RUNS),
         check_vma=False,
     )
-    return jax.jit(spread)
+    return jax.jit(program)
 
 
 def best_index(result: SweepResult, hyperparameter: str = "learning_rate") -> int:
