@@ -161,7 +161,7 @@ from jaxopt_lab.training.sweep import named_optimizer, subset, sweep
 
 devices_of_programs = []
 compile_timed = runtime.compile_timed
-def recording(*args, **kwargs):  # how many devices each compiled sweep runs on
+def recording(*args, **kwargs):  # the devices each compiled sweep runs on
     compiled, seconds = compile_timed(*args, **kwargs)
     devices = jax.tree.leaves(compiled.output_shardings)[0].device_set
     devices_of_programs.append(sorted(device.id for device in devices))

@@ -11,9 +11,10 @@ seed)``.
 :func:`sweep` builds the optimizer *inside* that function from traced hyperparameters (a
 learning rate is just a traced scalar to :func:`~jaxopt_lab.optim.registry.make_optimizer`)
 and ``jax.vmap``-s it over the flattened grid ``hyperparameters x seeds``: every run of
-the grid in one compiled call; with ``devices``, the grid points are spread over several
-devices, each vmapping its share. ``vectorize=False`` runs the same compiled single run
-once per grid point instead (the sequential baseline, and per-run wall times).
+the grid in one compiled call; with ``devices``, the runs (grid points or seeds) are
+spread over several devices, each vmapping its share. ``vectorize=False`` runs the same
+compiled single run once per grid point instead (the sequential baseline, and per-run
+wall times).
 
 Batches are drawn uniformly with replacement from the training split at every step (the
 textbook SGD estimator), the same sequence for every run of a sweep; ``batch_size``
@@ -226,9 +227,8 @@ def sweep(
     cores were made devices before JAX started
     (``jax.config.update("jax_num_cpu_devices", os.cpu_count())``): there each core
     trains its own runs, which scales better than splitting every small product between
-    the cores. The axis spread is padded to a multiple of the device
-    count by repeating its last point or seed (the padding's runs are computed and
-    dropped).
+    the cores. The axis spread is padded to a multiple of the device count by repeating
+    its last point or seed (the padding's runs are computed and dropped).
 
     The compiled program is cached on the factories, probe and budget (the same function
     objects give the same program), and ``data`` is an argument of it, so sweeping
@@ -268,16 +268,10 @@ def sweep(
         state = jax.eval_shape(init_state, example, seed_array[0])  # shapes only
         runs_per_batch = auto_runs_per_batch(tree_bytes(state), num_runs)
     num_devices = 1 if devices is None else len(devices)
-    # spread the points, or the seeds where repeating some to fill the last device pads
-    # fewer runs
-    point_padding, seed_padding = -len(grid_points) % num_devices, -len(seeds) % num_devices
-    spread_seeds = len(grid_points) * seed_padding < point_padding * len(seeds)
-    point_padding, seed_padding = (0, seed_padding) if spread_seeds else (point_padding, 0)
-    points_per_device = (len(grid_points) + point_padding) // (1 if spread_seeds else num_devices)
-    seeds_per_device = (len(seeds) + seed_padding) // (num_devices if spread_seeds else 1)
+    layout = _spread(len(grid_points), len(seeds), num_devices)
     # a device's seeds run side by side: a batch holds a whole number of points per seed
-    points_per_batch = max(1, (runs_per_batch or num_runs) // seeds_per_device)
-    points_per_batch = min(points_per_batch, points_per_device)
+    points_per_batch = max(1, (runs_per_batch or num_runs) // layout.seeds_per_device)
+    points_per_batch = min(points_per_batch, layout.points_per_device)
     start = time.perf_counter()
     if vectorize:
         if devices is None:
@@ -287,11 +281,11 @@ def sweep(
         else:
             mesh = jax.sharding.Mesh(np.asarray(devices), (_RUNS,))
             hyperparameters = {
-                n: _pad_with_last(v, point_padding) for n, v in hyperparameters.items()
+                n: _pad_with_last(v, layout.point_padding) for n, v in hyperparameters.items()
             }
-            seed_array = _pad_with_last(seed_array, seed_padding)
+            seed_array = _pad_with_last(seed_array, layout.seed_padding)
             data = jax.device_put(data, jax.sharding.NamedSharding(mesh, P()))
-            spread = _spread_over(batched, mesh, points_per_batch, spread_seeds)
+            spread = _spread_over(batched, mesh, points_per_batch, layout.seeds_spread)
             compiled, compile_seconds = runtime.compile_timed(
                 spread, hyperparameters, seed_array, data
             )
@@ -329,7 +323,7 @@ def sweep(
         compile_seconds=compile_seconds,
         total_seconds=total_seconds,
         vectorized=vectorize,
-        runs_per_batch=points_per_batch * seeds_per_device if vectorize else None,
+        runs_per_batch=points_per_batch * layout.seeds_per_device if vectorize else None,
         num_devices=num_devices,
     )
 
@@ -410,6 +404,27 @@ def _compiled_runs(
 
 
 _RUNS = "runs"  # the mesh axis a sweep's grid points or seeds are spread over
+
+
+class _Layout(NamedTuple):
+    """How a sweep's runs are laid over its devices."""
+
+    seeds_spread: bool  # each device runs some seeds at every point (else some points)
+    point_padding: int  # points repeated to fill the last device
+    seed_padding: int  # seeds repeated to fill the last device
+    points_per_device: int
+    seeds_per_device: int
+
+
+def _spread(num_points: int, num_seeds: int, num_devices: int) -> _Layout:
+    """Spread the grid points, or the seeds where repeating some to fill the last device
+    pads fewer runs."""
+    point_padding, seed_padding = -num_points % num_devices, -num_seeds % num_devices
+    if num_points * seed_padding < point_padding * num_seeds:
+        per_device = (num_seeds + seed_padding) // num_devices
+        return _Layout(True, 0, seed_padding, num_points, per_device)
+    per_device = (num_points + point_padding) // num_devices
+    return _Layout(False, point_padding, 0, per_device, num_seeds)
 
 
 def _pad_with_last(values: jax.Array, count: int) -> jax.Array:
