@@ -27,6 +27,23 @@ def test_round_other_way_moves_every_float_by_exactly_one_ulp_both_ways():
     np.testing.assert_array_equal(again["w"], moved["w"])  # the key decides
 
 
+def test_each_step_control_rounds_every_update_the_other_way():
+    params = {"w": jax.random.normal(jax.random.key(0), (64, 32)), "b": jnp.ones(32)}
+    updates = jax.tree.map(lambda p: 1e-3 * jnp.sin(7 * p), params)
+    control = bench_sweep.round_each_step_other_way(jax.random.key(2))
+    state = control.init(params)
+    moves = []
+    for _ in range(2):
+        moved, state = control.update(updates, state, params)
+        for name in params:
+            before, after = np.asarray(updates[name]), np.asarray(moved[name])
+            up, down = np.nextafter(before, np.inf), np.nextafter(before, -np.inf)
+            assert np.all((after == up) | (after == down)), name
+            assert 0.4 < np.mean(after == up) < 0.6, name
+        moves.append(np.asarray(moved["w"]))
+    assert np.any(moves[0] != moves[1])  # a fresh key every step
+
+
 def test_agreement_rule_per_learning_rate():
     # 5 rates x 2 seeds; start losses 2.3, the sequential runs end at 0.5
     start = np.full((5, 2), 2.3)
