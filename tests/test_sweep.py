@@ -88,18 +88,24 @@ def test_sweep_learns_and_pairs_runs_by_seed(both):
     assert vmapped.run_seconds.shape == (3, 2)
 
 
+def _one_step_sweep(data, learning_rates, **options):
+    """The smallest sweep: SGD at ``learning_rates``, seed 0, one step of batch 8."""
+    return sweep(
+        named_optimizer("sgd"),
+        {"learning_rate": learning_rates},
+        [0],
+        data,
+        model_factory=_small_model,
+        batch_size=8,
+        num_evals=1,
+        steps_per_eval=1,
+        **options,
+    )
+
+
 def test_sweep_rejects_empty_grid(data):
     with pytest.raises(ValueError, match="grid"):
-        sweep(
-            named_optimizer("sgd"),
-            {"learning_rate": []},
-            [0],
-            data,
-            model_factory=_small_model,
-            batch_size=8,
-            num_evals=1,
-            steps_per_eval=1,
-        )
+        _one_step_sweep(data, [])
 
 
 def test_per_seed_batch_order_pairs_runs_and_evaluates_the_test_split_once(data):
@@ -221,15 +227,4 @@ def test_sweep_spread_over_devices_matches_one_device():
 def test_sweep_devices_need_a_vectorized_sweep(data):
     for vectorize, devices in ((False, jax.devices()), (True, [])):
         with pytest.raises(ValueError, match="devices"):
-            sweep(
-                named_optimizer("sgd"),
-                {"learning_rate": [0.1]},
-                [0],
-                data,
-                model_factory=_small_model,
-                batch_size=8,
-                num_evals=1,
-                steps_per_eval=1,
-                vectorize=vectorize,
-                devices=devices,
-            )
+            _one_step_sweep(data, [0.1], vectorize=vectorize, devices=devices)
