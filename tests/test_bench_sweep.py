@@ -10,6 +10,15 @@ from benchmark_scripts import load
 bench_sweep = load("bench_sweep")
 
 
+def assert_one_float_away_both_ways(before, after):
+    """Every element of ``after`` is its ``before`` moved to the next float up or down,
+    each direction about half the time."""
+    before, after = np.asarray(before), np.asarray(after)
+    up, down = np.nextafter(before, np.inf), np.nextafter(before, -np.inf)
+    assert np.all((after == up) | (after == down))
+    assert 0.4 < np.mean(after == up) < 0.6
+
+
 def test_round_other_way_moves_every_float_by_exactly_one_ulp_both_ways():
     tree = {
         "w": jax.random.normal(jax.random.key(0), (64, 32)),
@@ -19,10 +28,7 @@ def test_round_other_way_moves_every_float_by_exactly_one_ulp_both_ways():
     moved = bench_sweep.round_other_way(tree, jax.random.key(1))
     np.testing.assert_array_equal(moved["step"], tree["step"])  # integers untouched
     for name in ("w", "b"):
-        before, after = np.asarray(tree[name]), np.asarray(moved[name])
-        up, down = np.nextafter(before, np.inf), np.nextafter(before, -np.inf)
-        assert np.all((after == up) | (after == down)), name
-        assert 0.4 < np.mean(after == up) < 0.6, name  # each direction about half the time
+        assert_one_float_away_both_ways(tree[name], moved[name])
     again = bench_sweep.round_other_way(tree, jax.random.key(1))
     np.testing.assert_array_equal(again["w"], moved["w"])  # the key decides
 
@@ -36,10 +42,7 @@ def test_each_step_control_rounds_every_update_the_other_way():
     for _ in range(2):
         moved, state = control.update(updates, state, params)
         for name in params:
-            before, after = np.asarray(updates[name]), np.asarray(moved[name])
-            up, down = np.nextafter(before, np.inf), np.nextafter(before, -np.inf)
-            assert np.all((after == up) | (after == down)), name
-            assert 0.4 < np.mean(after == up) < 0.6, name
+            assert_one_float_away_both_ways(updates[name], moved[name])
         moves.append(np.asarray(moved["w"]))
     assert np.any(moves[0] != moves[1])  # a fresh key every step
 
