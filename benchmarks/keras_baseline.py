@@ -62,9 +62,9 @@ FAST_CONFIGS = (
         2,
     ),
     (
-        "adam 5e-3 linear to 0 in 7, batch 128",
-        ["--batch-size", "128", "--learning-rate", "5e-3", "--schedule", "linear"],
-        7,
+        "adam 1e-2 linear to 0 in 6, batch 256",
+        ["--batch-size", "256", "--learning-rate", "1e-2", "--schedule", "linear"],
+        6,
     ),
 )
 

@@ -7,8 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from jax.extend.random import threefry_2x32
 
-from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.models import MLP, keep_probability
 
 
 def param_shapes(model: nnx.Module) -> list[tuple[int, ...]]:
@@ -34,17 +35,59 @@ def test_dropout_only_in_training_and_reproducible_from_its_key():
     assert not np.allclose(train_a, model(x, train=True, dropout_key=jax.random.key(3)))
 
 
-def test_dropout_is_flax_dropout_with_the_same_key():
-    """The seed model's one hidden layer drops exactly the units ``nnx.Dropout`` drops
-    with the same key, scaled the same way; training without a key is refused."""
+def threefry_draws(key: jax.Array, shape: tuple[int, int]) -> np.ndarray:
+    """16-bit draws straight from threefry2x32 (``jax.extend.random.threefry_2x32``): its
+    32-bit words of the counters 0, 1, ..., cut into halves, low half first."""
+    count = shape[0] * shape[1] // 2
+    words = threefry_2x32(jax.random.key_data(key), jnp.arange(count, dtype=jnp.uint32))
+    return np.asarray(words).view(np.uint16).reshape(shape)  # little-endian: low half first
+
+
+def test_dropout_keeps_a_unit_where_its_16_bit_draw_is_below_the_threshold():
+    """The oracle is threefry2x32 itself, four 16-bit draws per block: a unit is kept
+    when its draw is below 52429 = round(0.8 * 2^16), checked on 2^20 units (so draws
+    at the threshold and one below it occur), and a kept unit is divided by
+    52429 / 2^16. Training without a key is refused."""
+    key = jax.random.key(2)
+    (mask,) = MLP(hidden_sizes=(512,), rngs=nnx.Rngs(0)).dropout_masks(key, 2048)
+    draws = threefry_draws(key, (2048, 512))
+    assert np.isin([52428, 52429], draws).all()
+    np.testing.assert_array_equal(mask, draws < 52429)
+    assert keep_probability(0.2) == 52429 / 2**16
+
     model = MLP(dropout_rate=0.2, rngs=nnx.Rngs(0))
     x = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
-    key = jax.random.key(2)
     hidden = nnx.relu(model.hidden[0](x.reshape(16, -1)))
-    flax_dropped = nnx.Dropout(0.2)(hidden, deterministic=False, rngs=key)
-    np.testing.assert_array_equal(model(x, train=True, dropout_key=key), model.output(flax_dropped))
+    kept = threefry_draws(key, (16, 128)) < 52429
+    expected = model.output(jnp.where(kept, hidden / (52429 / 2**16), 0.0))
+    np.testing.assert_array_equal(model(x, train=True, dropout_key=key), expected)
     with pytest.raises(ValueError, match="dropout_key"):
         model(x, train=True)
+
+
+@pytest.mark.parametrize("dropout_rate", [0.2, 0.5, 0.9])
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+def test_dropout_keeps_units_at_its_rate_independently(dropout_rate, impl):
+    """Over 2^20 units (2048 examples x 512), the share kept is within 5 standard errors
+    of ``keep_probability``, and so is the share of neighbours both kept (units 2j and
+    2j + 1 share a threefry word, 2j + 1 and 2j + 2 do not) from p^2; with a threefry
+    key and with an rbg key (``jax.random.bits`` of that implementation)."""
+    model = MLP(hidden_sizes=(512,), dropout_rate=dropout_rate, rngs=nnx.Rngs(0))
+    (mask,) = model.dropout_masks(jax.random.key(7, impl=impl), 2048)
+    kept = np.asarray(mask, dtype=np.float64)
+    p = keep_probability(dropout_rate)
+    assert abs(p - (1 - dropout_rate)) <= 2**-17
+    assert abs(kept.mean() - p) < 5 * np.sqrt(p * (1 - p) / kept.size)
+    for pairs in (kept[:, 0::2] * kept[:, 1::2], kept[:, 1:-1:2] * kept[:, 2::2]):
+        q = p * p
+        assert abs(pairs.mean() - q) < 5 * np.sqrt(q * (1 - q) / pairs.size), pairs.mean()
+
+
+def test_keep_probability_is_the_rate_to_2_to_the_minus_16():
+    assert keep_probability(0.0) == 1.0
+    assert keep_probability(0.5) == 0.5
+    assert keep_probability(1 - 1e-9) == 2**-16  # never zero: kept units are divided by it
+    assert keep_probability(1e-9) == 1.0
 
 
 def test_each_hidden_layer_drops_its_own_units():
