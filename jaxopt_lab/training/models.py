@@ -76,11 +76,11 @@ class MLP(nnx.Module):
         """Logits for a batch ``x`` of shape ``(batch, ...)``.
 
         With ``train=True`` batch norm uses and updates batch statistics, and dropout
-        zeroes each hidden unit with probability ``dropout_rate`` (to 2^-16, see
-        :func:`keep_probability`) and divides the kept ones by their probability
-        :func:`keep_probability`, so a unit's expected output is unchanged, by the masks
-        :meth:`dropout_masks` draws from ``dropout_key``, or by ``dropout_masks`` given
-        ready (drawn ahead, e.g. for a whole epoch at once).
+        applies the masks :meth:`dropout_masks` draws from ``dropout_key``, or
+        ``dropout_masks`` given ready (drawn ahead, e.g. for a whole epoch at once): it
+        zeroes each hidden unit with probability ``dropout_rate`` (to within 2^-17, see
+        :func:`keep_probability`) and divides the kept ones by the probability of keeping
+        them, so a unit's expected output is unchanged.
 
         Raises:
           ValueError: training with dropout, with neither ``dropout_key`` nor
