@@ -31,7 +31,7 @@ from flax import nnx
 import jaxopt_lab as jl
 from jaxopt_lab.runtime import device_info
 from jaxopt_lab.training.data import load_dataset
-from jaxopt_lab.training.models import MLP
+from jaxopt_lab.training.models import MLP, _layer_key
 from jaxopt_lab.training.step import evaluate, init_train_state, train_epoch, train_step
 
 BATCH_SIZE = 32
@@ -57,9 +57,7 @@ class _BernoulliMasks(MLP):
         keep = 1.0 - self.dropout_rate
         return tuple(
             jax.random.bernoulli(
-                dropout_key if index == 0 else jax.random.fold_in(dropout_key, index),
-                keep,
-                (batch_size, layer.out_features),
+                _layer_key(dropout_key, index), keep, (batch_size, layer.out_features)
             )
             for index, layer in enumerate(self.hidden)
         )
