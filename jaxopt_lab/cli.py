@@ -17,6 +17,7 @@ repository's ``experiments/`` folder and run from a checkout as ``python -m expe
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -395,6 +396,7 @@ def _train(args: argparse.Namespace) -> None:
         rngs=nnx.Rngs(args.seed),
     )
     config = _train_config(args)
+    run_info = {k: v for k, v in config.items() if k not in ("epochs", "batch_size", "seed")}
     fit(
         model,
         optimizer,
@@ -408,7 +410,10 @@ def _train(args: argparse.Namespace) -> None:
         allow_config_change=args.allow_config_change,
         data_parallel=args.data_parallel,
         compute_dtype=jnp.bfloat16 if args.mixed_precision else jnp.float32,
-        run_info={k: v for k, v in config.items() if k not in ("epochs", "batch_size", "seed")},
+        run_info=run_info,
+        # Everything else the epoch's program depends on: the optimizer's schedule spans
+        # decay_epochs (in run_info), so the number of epochs is not part of it.
+        program_id=json.dumps(run_info, sort_keys=True),
     )
 
 

@@ -1,4 +1,5 @@
-"""Timing and device information: the bottom layer, importing nothing of jaxopt_lab.
+"""Timing, device information and the caches of compiled programs: the bottom layer,
+importing nothing of jaxopt_lab.
 
 Every timing warms the function up first (compilation excluded), then calls it
 ``repeats`` times, blocking on the result each time, and reports the median and the
@@ -7,10 +8,13 @@ spread: wall time on shared machines is noisy, so a single number would mislead.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -110,6 +114,78 @@ def enable_compilation_cache(directory: str | Path) -> Path:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return directory
+
+
+# Libraries whose code runs while a program is traced: a new version of any of them may
+# trace another program, so their versions are part of an exported program's key.
+_TRACING_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
+
+
+def _package_source_digest() -> str:
+    """SHA-256 of every Python file of jaxopt_lab: an edit anywhere makes new keys."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        digest.update(path.relative_to(Path(__file__).parent).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def exported_program_key(program_id: str, example_args: Sequence[jax.Array]) -> str:
+    """The file name under which :func:`exported_program` keeps a program: a SHA-256 of
+    ``program_id``, jaxopt_lab's source, the tracing libraries' versions, every JAX
+    configuration value, the backend and its devices, and the shape and dtype of each
+    argument."""
+    device = jax.devices()[0]
+    parts = [
+        program_id,
+        _package_source_digest(),
+        *(f"{name}={importlib.metadata.version(name)}" for name in _TRACING_LIBRARIES),
+        *(f"{name}={value!r}" for name, value in sorted(jax.config.values.items())),
+        f"{jax.default_backend()}/{device.device_kind}/{jax.device_count()}",
+        *(str(jax.typeof(arg)) for arg in example_args),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def exported_program(
+    function: Callable[..., tuple[jax.Array, ...]],
+    example_args: Sequence[jax.Array],
+    program_id: str,
+) -> Callable[..., tuple[jax.Array, ...]]:
+    """``jax.jit(function)``, traced and lowered once per machine instead of once per
+    process.
+
+    With the persistent compilation cache on (:func:`enable_compilation_cache`), the
+    traced and lowered program (a :mod:`jax.export` artifact) is kept in its
+    ``exported/`` subfolder under :func:`exported_program_key`, and a later process
+    loads it instead of tracing and lowering ``function`` again; the compiled program
+    then comes from the compilation cache. ``function`` takes and returns flat tuples of
+    arrays (no pytrees, no PRNG key arrays: pass ``jax.random.key_data``).
+
+    ``program_id`` must name everything the program depends on besides its arguments'
+    shapes and dtypes and jaxopt_lab's own code (for a training epoch: the model, the
+    optimizer with its schedule, the batch size); two functions given the same
+    ``program_id`` share one program. With the cache off this is ``jax.jit(function)``.
+    An unreadable file is warned about and replaced.
+    """
+    cache = jax.config.jax_compilation_cache_dir
+    if cache is None:
+        return jax.jit(function)
+    path = Path(cache) / "exported" / f"{exported_program_key(program_id, example_args)}.jaxexport"
+    try:
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+    except FileNotFoundError:
+        exported = None
+    except Exception as error:  # a truncated or foreign file: export again over it
+        warnings.warn(f"ignoring the unreadable exported program {path}: {error}", stacklevel=2)
+        exported = None
+    if exported is None:
+        exported = jax.export.export(jax.jit(function))(*example_args)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial_file = path.with_suffix(f".{os.getpid()}.tmp")
+        partial_file.write_bytes(exported.serialize())
+        partial_file.replace(path)  # atomic: a concurrent reader sees all of it or none
+    return jax.jit(exported.call)
 
 
 def cpu_cache_bytes(level: int = 3) -> int | None:

@@ -85,3 +85,79 @@ def test_the_cli_fills_the_cache_folder_it_is_given(tmp_path):
 def test_summarise_rejects_no_times():
     with pytest.raises(ValueError, match="times"):
         runtime.summarise([])
+
+
+EXPORT_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import jax, jax.numpy as jnp, numpy as np
+from jaxopt_lab.runtime import enable_compilation_cache, exported_program
+enable_compilation_cache(sys.argv[1])
+traces = []
+
+def layer(w, x):
+    traces.append(1)  # runs only while the function is traced
+    return jnp.tanh(x @ w).sum(), 2 * w
+
+args = (jnp.arange(12.0).reshape(3, 4) / 10, jnp.linspace(-1, 1, 6).reshape(2, 3))
+program = exported_program(layer, args, sys.argv[2])
+got = program(*args)
+traced = len(traces)
+expected = jax.jit(layer)(*args)
+print(json.dumps({
+    "traced": traced,
+    "equal": all(np.array_equal(a, b) for a, b in zip(got, expected)),
+    "files": sorted(path.name for path in (Path(sys.argv[1]) / "exported").iterdir()),
+}))
+"""
+
+
+def _run_export(cache: Path, program_id: str) -> tuple[dict, str]:
+    result = subprocess.run(
+        [sys.executable, "-c", EXPORT_SCRIPT, str(cache), program_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
+
+
+def test_a_second_process_loads_the_exported_program_instead_of_tracing(tmp_path):
+    cache = tmp_path / "xla"
+    first, _ = _run_export(cache, "layer")
+    assert first["traced"] == 1 and first["equal"] and len(first["files"]) == 1
+    second, _ = _run_export(cache, "layer")
+    assert second == {**first, "traced": 0}  # same file, same results, nothing traced
+    other, _ = _run_export(cache, "another layer")  # another program_id: its own program
+    assert other["traced"] == 1 and other["equal"] and len(other["files"]) == 2
+    stored = cache / "exported" / first["files"][0]
+    stored.write_bytes(b"not an exported program")
+    repaired, warning = _run_export(cache, "layer")
+    assert repaired["traced"] == 1 and repaired["equal"] and "unreadable" in warning
+    assert _run_export(cache, "layer")[0]["traced"] == 0  # the file was written again
+
+
+def test_the_key_of_an_exported_program_names_its_arguments_and_id():
+    import jax.numpy as jnp
+
+    args = (jnp.ones((3, 4)), jnp.ones(2, jnp.int32))
+    key = runtime.exported_program_key("id", args)
+    assert runtime.exported_program_key("id", (jnp.zeros((3, 4)), jnp.ones(2, jnp.int32))) == key
+    assert runtime.exported_program_key("other id", args) != key
+    assert runtime.exported_program_key("id", (jnp.ones((3, 5)), args[1])) != key
+    assert runtime.exported_program_key("id", (args[0], jnp.ones(2, jnp.int16))) != key
+
+
+def test_without_a_compilation_cache_nothing_is_exported(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    assert jax.config.jax_compilation_cache_dir is None
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported although the compilation cache is off")
+
+    monkeypatch.setattr(jax.export, "export", no_export)
+    program = runtime.exported_program(lambda x: (x + 1,), (jnp.ones(3),), "plus one")
+    assert float(program(jnp.ones(3))[0].sum()) == 6.0

@@ -360,3 +360,65 @@ def test_masks_too_large_to_draw_ahead_are_drawn_step_by_step(small_mnist, monke
         results.append(epoch(state, jax.random.key(4), images, labels))
     for ahead, step_by_step in zip(*map(jax.tree.leaves, results), strict=True):
         np.testing.assert_array_equal(ahead, step_by_step)
+
+
+def test_an_exported_epoch_program_trains_exactly_as_the_traced_one(
+    small_mnist, tmp_path, monkeypatch
+):
+    from jaxopt_lab.training import loop
+
+    traces = []
+
+    def counted_epoch(*args, **kwargs):
+        traces.append(1)  # runs only while an epoch is traced
+        return train_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_epoch", counted_epoch)
+
+    def train(program_id):
+        model = MLP(rngs=nnx.Rngs(0))
+        optimizer = make_optimizer("adam", 1e-3)
+        history = fit(model, optimizer, small_mnist, epochs=2, batch_size=64, program_id=program_id)
+        curves = (history.loss, history.accuracy, history.val_loss, history.val_accuracy)
+        return curves, params_of(model)
+
+    traced = train(None)
+    assert len(traces) == 1
+    cache = tmp_path / "xla"
+    before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(cache))
+    try:
+        exported = train("adam 1e-3")  # traces, and keeps the program
+        assert len(traces) == 2 and len(list((cache / "exported").iterdir())) == 1
+        loaded = train("adam 1e-3")  # a later run: loads it, traces nothing
+        assert len(traces) == 2
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
+    for run in (exported, loaded):
+        assert run[0] == traced[0]  # the same losses and accuracies, bit for bit
+        assert all(np.array_equal(a, b) for a, b in zip(run[1], traced[1], strict=True))
+
+
+def test_the_cli_keeps_one_epoch_program_per_setting(small_mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: small_mnist)
+    cache = tmp_path / "xla"
+    options = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    before = {name: getattr(jax.config, name) for name in options}
+
+    def run(name: str, learning_rate: str, *extra: str) -> dict:
+        out = tmp_path / name
+        argv = ["train", "--epochs", "1", "--learning-rate", learning_rate, "--out", str(out)]
+        assert cli.main([*argv, *extra]) == 0
+        return json.loads((out / "metrics.json").read_text())
+
+    try:
+        run("first", "1e-3", "--compilation-cache", str(cache))
+        run("second", "3e-3", "--compilation-cache", str(cache))
+        assert len(list((cache / "exported").iterdir())) == 2  # a rate is part of the key
+        loaded = run("other seed", "3e-3", "--seed", "1", "--compilation-cache", str(cache))
+        assert len(list((cache / "exported").iterdir())) == 2  # a seed is not
+    finally:
+        for name, value in before.items():
+            jax.config.update(name, value)
+    traced = run("uncached", "3e-3", "--seed", "1", "--no-compilation-cache")
+    assert loaded["test_loss"] == traced["test_loss"]
