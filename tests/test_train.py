@@ -363,7 +363,7 @@ def test_masks_too_large_to_draw_ahead_are_drawn_step_by_step(small_mnist, monke
 
 
 def test_an_exported_epoch_program_trains_exactly_as_the_traced_one(
-    small_mnist, tmp_path, monkeypatch
+    small_mnist, tmp_path, monkeypatch, caplog
 ):
     from jaxopt_lab.training import loop
 
@@ -378,7 +378,20 @@ def test_an_exported_epoch_program_trains_exactly_as_the_traced_one(
     def train(program_id):
         model = MLP(rngs=nnx.Rngs(0))
         optimizer = make_optimizer("adam", 1e-3)
-        history = fit(model, optimizer, small_mnist, epochs=2, batch_size=64, program_id=program_id)
+        caplog.clear()
+        jax.config.update("jax_log_compiles", True)
+        try:
+            history = fit(
+                model, optimizer, small_mnist, epochs=2, batch_size=64, program_id=program_id
+            )
+        finally:
+            jax.config.update("jax_log_compiles", False)
+        # the epoch's program is compiled (or loaded) once, not again for the second epoch
+        compiled = [r.message.split(" with ")[0] for r in caplog.records]
+        assert (
+            compiled.count("Compiling jit(epoch)" if program_id is None else "Compiling jit(call)")
+            == 1
+        )
         curves = (history.loss, history.accuracy, history.val_loss, history.val_accuracy)
         return curves, params_of(model)
 

@@ -83,6 +83,12 @@ def _compile(
         parallel.check_batch_size(batch_size, mesh)
         state, arrays = parallel.replicate((state, arrays), mesh)
         batch_layout = parallel.batch_sharding(mesh)
+    else:
+        # Committed to the device from the start, as every later state is (the output of
+        # an epoch): arguments that change from uncommitted to committed make the stored
+        # epoch program (and the evaluation after it) compile a second time.
+        device = jax.devices()[0]
+        state, arrays = jax.device_put((state, arrays), device)
     train_images, train_labels, test_images, test_labels = arrays
     train = partial(
         train_epoch,
@@ -105,6 +111,9 @@ def _compile(
     else:
         program_id = f"{program_id}/batch {batch_size}/{jnp.dtype(compute_dtype)}"
         run_epoch = _exported_epoch(epoch, state, train_images, train_labels, program_id)
+    if not data_parallel:  # the run's key committed too, as the epochs' keys are
+        device_epoch = run_epoch
+        run_epoch = lambda state, key: device_epoch(state, jax.device_put(key, device))  # noqa: E731
     return _Compiled(
         run_epoch=run_epoch,
         validate=lambda state: evaluate(
