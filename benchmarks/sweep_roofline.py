@@ -4,18 +4,20 @@ Running the runs side by side (vmapped, batched, over the cores) changes how the
 arithmetic is laid out, not how much of it there is: every run multiplies its own weights
 by its batches and by the evaluation images, and updates its own Adam state. Only the
 gather and conversion of a batch are shared, and they are not arithmetic. So no layout of
-the sweep runs faster than
+the sweep runs faster than its matrix products alone at the best rate this machine
+reaches, and, unless the products and Adam's memory traffic overlap, than
 
     T_min = matmul FLOPs / R + Adam's bytes / B
 
-where the FLOPs are those of the sweep's matrix products (training steps and the curve's
-evaluations, counted from the model's layer sizes and checked against XLA's cost analysis
-of one step and one evaluation), R is the fastest float32 matrix-product rate measured
-here on all cores (the vmapped sweep's own product shapes and a large square one), and B
-the fastest rate of one fused elementwise pass over arrays the size of all runs'
-parameters. The sequential sweep's running time (measured here, warm, as `make
-bench-sweep` times it) divided by T_min is the largest speedup any vmapped program could
-reach. Both R and B are best cases, so the bound is generous.
+The FLOPs are those of the sweep's matrix products (training steps and the curve's
+evaluations), counted from the model's layer sizes and checked against XLA's cost
+analysis of one step and one evaluation. R is the fastest float32 matrix-product rate
+measured here on all cores (the vmapped sweep's own product shapes and a large square
+one). B is the fastest rate of a fused elementwise pass over arrays the size of one run's
+parameters (in cache) or all runs' (not). The sequential sweep's running time (measured
+here, warm, as `make bench-sweep` times it) divided by each bound is the largest speedup
+any layout could reach. R and B are best cases, so both bounds are generous; the verdict
+on a target speedup uses the products alone, the bound that holds without assumptions.
 
     python benchmarks/sweep_roofline.py --out runs/bench/sweep_roofline.json
 """
@@ -112,12 +114,19 @@ def matmul_rates(shapes: list[tuple[int, int]], runs: int, repeats: int) -> dict
     return rates
 
 
-def stream_rate(elements: int, repeats: int) -> float:
-    """GB/s of one fused pass that reads four arrays and writes one, each ``elements``
-    float32 values (Adam's pass over all runs' parameters, in its cheapest form)."""
-    arrays = [jax.random.normal(jax.random.key(i), (elements,)) for i in range(4)]
-    seconds = _fastest(jax.jit(lambda a, b, c, d: a * b + c * d), *arrays, repeats=repeats)
-    return 5 * 4 * elements / seconds / 1e9
+def stream_rate(elements: int, repeats: int, passes: int = 50) -> float:
+    """GB/s of a fused elementwise pass that reads four arrays of ``elements`` float32
+    values and writes one (Adam's pass over the parameters, in its cheapest form),
+    repeated ``passes`` times inside one program so that small, cache-resident arrays
+    are not timed as dispatch overhead."""
+    b, c, d = (jax.random.normal(jax.random.key(i), (elements,)) for i in range(3))
+
+    @jax.jit
+    def passes_over(x):
+        return jax.lax.fori_loop(0, passes, lambda _, x: x * b + c * d, x)
+
+    seconds = _fastest(passes_over, jnp.zeros(elements), repeats=repeats)
+    return passes * 5 * 4 * elements / seconds / 1e9
 
 
 def sequential_seconds(data, steps: int) -> float:
@@ -153,7 +162,12 @@ def main(argv: list[str] | None = None) -> dict:
     flops = sweep_flops(shapes, runs, args.steps)
     xla = xla_flops(model, data.eval_images, data.eval_labels)
     rates = matmul_rates(shapes, runs, args.repeats)
-    bandwidth = stream_rate(runs * parameters, args.repeats)
+    # one run's parameters stay in cache, all runs' do not: the faster is the bound's
+    streams = {
+        "one run": stream_rate(parameters, args.repeats),
+        f"{runs} runs": stream_rate(runs * parameters, args.repeats),
+    }
+    bandwidth = max(streams.values())
     sequential = sequential_seconds(data, args.steps)
 
     best_rate = max(rates.values())
@@ -166,13 +180,14 @@ def main(argv: list[str] | None = None) -> dict:
         "matmul_gflop": {k: v / 1e9 for k, v in flops.items()},
         "xla_gflop_per_step_and_evaluation": {k: v / 1e9 for k, v in xla.items()},
         "matmul_gflops_per_s": rates,
-        "stream_gb_per_s": bandwidth,
+        "stream_gb_per_s": streams,
         "lower_bound_s": {"matmul": matmul_s, "adam": adam_s, "total": bound},
         "sequential_run_s": sequential,
         "largest_speedup": sequential / bound,
         "largest_speedup_matmul_only": sequential / matmul_s,
         "target": args.target,
-        "target_reachable": sequential / bound >= args.target,
+        # by the bound that assumes nothing about overlap: the products alone
+        "target_reachable": sequential / matmul_s >= args.target,
         "device": device_info(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     for name, rate in rates.items():
         print(f"  {name}: {rate:.1f} GFLOP/s")
-    print(f"  one fused pass over {runs} runs' parameters: {bandwidth:.1f} GB/s")
+    for name, rate in streams.items():
+        print(f"  a fused pass over {name}' parameters: {rate:.1f} GB/s")
     print(
         f"lower bound {bound:.2f} s (products {matmul_s:.2f} s at {best_rate:.0f} GFLOP/s, "
         f"Adam {adam_s:.2f} s); sequential {sequential:.2f} s running"
