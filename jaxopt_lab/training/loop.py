@@ -107,13 +107,14 @@ def _compile(
 
     if program_id is None or data_parallel:
         jitted = jax.jit(epoch)
-        run_epoch = lambda state, key: jitted(state, key, train_images, train_labels)  # noqa: E731
+        bound = lambda state, key: jitted(state, key, train_images, train_labels)  # noqa: E731
     else:
         program_id = f"{program_id}/batch {batch_size}/{jnp.dtype(compute_dtype)}"
-        run_epoch = _exported_epoch(epoch, state, train_images, train_labels, program_id)
-    if not data_parallel:  # the run's key committed too, as the epochs' keys are
-        device_epoch = run_epoch
-        run_epoch = lambda state, key: device_epoch(state, jax.device_put(key, device))  # noqa: E731
+        bound = _exported_epoch(epoch, state, train_images, train_labels, program_id)
+    if data_parallel:
+        run_epoch = bound
+    else:  # the run's key committed too, as the keys the epochs return are
+        run_epoch = lambda state, key: bound(state, jax.device_put(key, device))  # noqa: E731
     return _Compiled(
         run_epoch=run_epoch,
         validate=lambda state: evaluate(
