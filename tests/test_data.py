@@ -146,3 +146,51 @@ def test_the_console_shows_no_tensorflow_or_tfds_lines(tmp_path):
     assert result.stdout == ""
     bars = {line.split(":")[0] for line in result.stderr.replace("\r", "\n").splitlines() if line}
     assert bars == {"data mnist"}
+
+
+def test_kept_arrays_equal_what_tfds_reads_and_a_later_load_skips_tensorflow(mnist):
+    import subprocess
+    import sys
+
+    kept = data._read_arrays(data._arrays_file("mnist", None))  # written by the fixture
+    assert kept is not None
+    read = data._read_tfds("mnist", None, None, download=False, progress=False)
+    assert kept.provenance == read.provenance and kept.num_classes == read.num_classes == 10
+    for split in ("train", "test"):
+        for kept_array, read_array in zip(kept.splits[split], read.splits[split], strict=True):
+            assert kept_array.dtype == read_array.dtype
+            assert np.array_equal(kept_array, read_array)
+    np.testing.assert_array_equal(mnist.test_labels, read.splits["test"][1])
+    script = (
+        "import sys\nfrom jaxopt_lab.training.data import load_dataset\n"
+        "dataset = load_dataset('mnist', download=False)\n"
+        "print('tensorflow' in sys.modules, dataset.provenance.split_sha256['test'])"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", read.provenance.split_sha256["test"]]
+
+
+def test_kept_arrays_that_do_not_match_their_hashes_are_read_again(mnist, tmp_path, monkeypatch):
+    path = tmp_path / "arrays" / "mnist.npz"
+    monkeypatch.setattr(data, "_arrays_file", lambda name, data_dir: path)
+    read = data._read_tfds("mnist", None, None, download=False, progress=False)
+    images, labels = read.splits["test"]
+    tampered = labels.copy()
+    tampered[0] = (tampered[0] + 1) % 10  # one label changed, the record kept
+    splits = {**read.splits, "test": (images, tampered)}
+    data._write_arrays(path, data._HostSplits(splits, read.num_classes, read.provenance))
+    with pytest.warns(UserWarning, match="do not match"):
+        dataset = load_dataset("mnist", download=False)
+    np.testing.assert_array_equal(dataset.test_labels, labels)  # TFDS's labels, not the file's
+    assert dataset.provenance == read.provenance
+    assert data._read_arrays(path) is not None  # and the file was written again, intact
+
+
+def test_an_unwritable_arrays_folder_only_costs_time(mnist, tmp_path, monkeypatch):
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setattr(data, "_arrays_file", lambda name, data_dir: blocker / "mnist.npz")
+    dataset = load_dataset("mnist", download=False)
+    np.testing.assert_array_equal(dataset.test_labels, mnist.test_labels)
+    assert not (blocker / "mnist.npz").exists()

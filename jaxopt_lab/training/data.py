@@ -21,18 +21,26 @@ sha256 TFDS verified for each source file and the sha256 of each split as loaded
 the run folder records so two runs can be checked for using the same data.
 
 Both splits are read once into uint8/int32 arrays and moved to the device once; training
-then gathers batches from them without touching the host.
+then gathers batches from them without touching the host. The arrays read are also kept
+in ``<data_dir>/jaxopt_lab_arrays/<name>-tfds<version>.npz`` with their provenance, so a
+later load reads one file instead of importing TensorFlow and decoding the TFDS records
+(about 0.1 s against 7 s for MNIST); the file is checked against its recorded split
+hashes on every load and read afresh through TFDS when it does not match.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import importlib.metadata
 import io
+import json
 import logging
 import os
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -114,6 +122,85 @@ def load_dataset(
     """
     if name not in SUPPORTED_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(SUPPORTED_DATASETS)}")
+    arrays_file = _arrays_file(name, data_dir)
+    kept = _read_arrays(arrays_file)
+    if kept is None:
+        kept = _read_tfds(name, data_dir, manual_dir, download, progress)
+        _write_arrays(arrays_file, kept)
+    (train_images, train_labels), (test_images, test_labels) = (
+        tuple(jax.device_put(array) for array in kept.splits[split]) for split in ("train", "test")
+    )
+    return Dataset(
+        name=name,
+        train_images=train_images,
+        train_labels=train_labels,
+        test_images=test_images,
+        test_labels=test_labels,
+        num_classes=kept.num_classes,
+        provenance=kept.provenance,
+    )
+
+
+@dataclass(frozen=True)
+class _HostSplits:
+    """Both splits as host arrays, with what a :class:`Dataset` records about them."""
+
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    num_classes: int
+    provenance: Provenance
+
+
+def _arrays_file(name: str, data_dir: str | None) -> Path:
+    """Where the arrays of ``name`` are kept: under the TFDS data directory (resolved as
+    TFDS does), one file per dataset and TFDS version, since another TFDS may prepare
+    other arrays."""
+    root = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    version = importlib.metadata.version("tensorflow-datasets")
+    return Path(root).expanduser() / "jaxopt_lab_arrays" / f"{name}-tfds{version}.npz"
+
+
+def _read_arrays(path: Path) -> _HostSplits | None:
+    """The kept arrays, or None when there are none or they do not match their hashes."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            record = json.loads(str(stored["record"]))
+            splits = {
+                split: (stored[f"{split}_images"], stored[f"{split}_labels"])
+                for split in ("train", "test")
+            }
+        provenance = Provenance(**record["provenance"])
+        if {s: _split_sha256(*a) for s, a in splits.items()} != provenance.split_sha256:
+            raise ValueError("the arrays do not match their recorded sha256")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        warnings.warn(f"reading the dataset through TFDS again: {path}: {error}", stacklevel=3)
+        return None
+    return _HostSplits(splits, int(record["num_classes"]), provenance)
+
+
+def _write_arrays(path: Path, kept: _HostSplits) -> None:
+    """Keep the arrays for later loads (atomically; skipped where the folder is not
+    writable, which only costs the next load its time)."""
+    record = {"num_classes": kept.num_classes, "provenance": dataclasses.asdict(kept.provenance)}
+    arrays = {
+        f"{split}_{part}": array
+        for split, pair in kept.splits.items()
+        for part, array in zip(("images", "labels"), pair, strict=True)
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial_file = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(partial_file, record=np.array(json.dumps(record)), **arrays)
+        partial_file.replace(path)
+    except OSError:
+        pass
+
+
+def _read_tfds(
+    name: str, data_dir: str | None, manual_dir: str | None, download: bool, progress: bool
+) -> _HostSplits:
+    """Prepare ``name`` through TFDS if needed and read both splits to the host."""
     tfds = _quiet_tfds()
     with tqdm(total=3, desc=f"data {name}", unit="phase", disable=not progress) as bar:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -141,18 +228,7 @@ def load_dataset(
         },
         split_sha256={split: _split_sha256(*arrays) for split, arrays in splits.items()},
     )
-    (train_images, train_labels), (test_images, test_labels) = (
-        tuple(jax.device_put(array) for array in splits[split]) for split in ("train", "test")
-    )
-    return Dataset(
-        name=name,
-        train_images=train_images,
-        train_labels=train_labels,
-        test_images=test_images,
-        test_labels=test_labels,
-        num_classes=info.features["label"].num_classes,
-        provenance=provenance,
-    )
+    return _HostSplits(splits, info.features["label"].num_classes, provenance)
 
 
 def _quiet_tfds():
