@@ -477,8 +477,8 @@ def _check_bench_args(args: argparse.Namespace) -> None:
 
 def _run_bench(args: argparse.Namespace) -> int:
     from jaxopt_lab import bench
+    from jaxopt_lab.runtime import write_atomic
     from jaxopt_lab.training.data import DatasetError, load_dataset
-    from jaxopt_lab.training.runs import write_atomic
 
     try:
         _check_bench_args(args)

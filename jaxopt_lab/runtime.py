@@ -116,6 +116,17 @@ def enable_compilation_cache(directory: str | Path) -> Path:
     return directory
 
 
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` through a temporary file, flushed to disk, and a
+    rename: a reader, or another process writing the same file, sees all of it or none."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
 # Libraries whose code runs while a program is traced: a new version of any of them may
 # trace another program, so their versions are part of an exported program's key.
 _TRACING_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "numpy")
@@ -182,9 +193,7 @@ def exported_program(
     if exported is None:
         exported = jax.export.export(jax.jit(function))(*example_args)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial_file = path.with_suffix(f".{os.getpid()}.tmp")
-        partial_file.write_bytes(exported.serialize())
-        partial_file.replace(path)  # atomic: a concurrent reader sees all of it or none
+        write_atomic(path, exported.serialize())
     return jax.jit(exported.call)
 
 

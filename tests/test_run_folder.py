@@ -12,7 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxopt_lab import cli
+from jaxopt_lab import cli, runtime
 from jaxopt_lab.optim.registry import make_optimizer
 from jaxopt_lab.training import data, loop, runs
 from jaxopt_lab.training.models import MLP
@@ -125,7 +125,7 @@ def test_a_kill_between_the_checkpoint_and_its_derived_files(tmp_path, straight)
 
 def test_a_kill_while_the_checkpoint_is_written_keeps_the_previous_one(tmp_path, straight):
     out = tmp_path / "run"
-    real_replace = runs.os.replace
+    real_replace = runtime.os.replace  # the rename of write_atomic
 
     def killed_renaming_epoch_2(source, target):
         if str(target).endswith(CHECKPOINT_FILE) and runs.read_summary(source).epoch == 2:
@@ -133,7 +133,7 @@ def test_a_kill_while_the_checkpoint_is_written_keeps_the_previous_one(tmp_path,
         real_replace(source, target)
 
     with pytest.MonkeyPatch.context() as patch, pytest.raises(Killed):
-        patch.setattr(runs.os, "replace", killed_renaming_epoch_2)
+        patch.setattr(runtime.os, "replace", killed_renaming_epoch_2)
         train(out, 3)
     assert runs.read_summary(out / CHECKPOINT_FILE).epoch == 1
     assert train(out, 3, "--resume") == 0

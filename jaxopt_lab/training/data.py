@@ -49,6 +49,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxopt_lab.runtime import write_atomic
+
 SUPPORTED_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist", "kmnist")
 IMAGE_SHAPE: tuple[int, int, int] = (28, 28, 1)
 # Training-split sizes, known before any preparation, so a batch size can be checked
@@ -188,11 +190,11 @@ def _write_arrays(path: Path, kept: _HostSplits) -> None:
         for split, pair in kept.splits.items()
         for part, array in zip(("images", "labels"), pair, strict=True)
     }
+    payload = io.BytesIO()
+    np.savez(payload, record=np.array(json.dumps(record)), **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial_file = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(partial_file, record=np.array(json.dumps(record)), **arrays)
-        partial_file.replace(path)
+        write_atomic(path, payload.getvalue())
     except OSError:
         pass
 

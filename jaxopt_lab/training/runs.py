@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,6 +24,7 @@ import msgpack
 import numpy as np
 from flax import serialization
 
+from jaxopt_lab.runtime import write_atomic
 from jaxopt_lab.training import plots
 from jaxopt_lab.training.step import TrainState
 
@@ -128,16 +128,6 @@ def config_changes(saved: Mapping[str, Any], requested: Mapping[str, Any]) -> di
         for name, value in requested.items()
         if name not in RESUMABLE_CHANGES and normal(before[name]) != normal(value)
     }
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file, flushed to disk, and a rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
