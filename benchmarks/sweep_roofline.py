@@ -99,14 +99,14 @@ def matmul_rates(shapes: list[tuple[int, int]], runs: int, repeats: int) -> dict
     runs (forward, kernel gradient, evaluation) and a large square one."""
     inputs, hidden = shapes[0]
     width = runs * hidden
-    shapes = {
+    products = {
         f"forward {BATCH}x{inputs} @ {inputs}x{width}": (BATCH, inputs, width),
         f"gradient {width}x{BATCH} @ {BATCH}x{inputs}": (width, BATCH, inputs),
         f"evaluation {EVAL_IMAGES}x{inputs} @ {inputs}x{width}": (EVAL_IMAGES, inputs, width),
         "square 2048x2048 @ 2048x2048": (2048, 2048, 2048),
     }
     rates = {}
-    for name, (m, k, n) in shapes.items():
+    for name, (m, k, n) in products.items():
         a = jax.random.normal(jax.random.key(1), (m, k))
         b = jax.random.normal(jax.random.key(2), (k, n))
         seconds = _fastest(jax.jit(jnp.matmul), a, b, repeats=repeats)

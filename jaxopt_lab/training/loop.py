@@ -138,16 +138,17 @@ def _exported_epoch(
     key as its raw data, the state as its leaves) and this wrapper rebuilds the pytrees,
     whose structure the epoch keeps."""
     leaves, structure = jax.tree.flatten(state)
-    key_impl = jax.random.key_impl(jax.random.key(0))
+    example_key = jax.random.key(0)
+    key_impl = jax.random.key_impl(example_key)
 
     def flat_epoch(key_data, images, labels, *leaves):
         key = jax.random.wrap_key_data(key_data, impl=key_impl)
         new_state, metrics, key = epoch(jax.tree.unflatten(structure, leaves), key, images, labels)
         return (jax.random.key_data(key), *metrics, *jax.tree.leaves(new_state))
 
-    key_data = jax.random.key_data(jax.random.key(0))
+    example_args = (jax.random.key_data(example_key), images, labels, *leaves)
     program = runtime.exported_program(
-        flat_epoch, (key_data, images, labels, *leaves), f"{program_id}/{key_impl}/{structure}"
+        flat_epoch, example_args, f"{program_id}/{key_impl}/{structure}"
     )
 
     def run_epoch(state, key):
