@@ -78,9 +78,11 @@ def test_rounding_control_starts_within_rounding_of_the_sequential_runs(tmp_path
     args = argparse.Namespace(steps=5, batch_size=32, optimizer="adam")
     runs = {
         mode: bench_sweep.run_worker(mode, tmp_path / mode, args)
-        for mode in ("sequential", bench_sweep.CONTROLS[0])
+        for mode in ("sequential", bench_sweep.CONTROLS[0], bench_sweep.CONTROLS[-1])
     }
-    sequential, control = (np.asarray(runs[m]["start_val_loss"]) for m in runs)
+    sequential, first, last = (np.asarray(runs[m]["start_val_loss"]) for m in runs)
     assert sequential.shape == (len(bench_sweep.LEARNING_RATES), len(bench_sweep.SEEDS))
-    assert np.any(control != sequential)  # the control's parameters were moved
-    np.testing.assert_allclose(control, sequential, rtol=1e-5)  # by rounding only
+    for control in (first, last):
+        assert np.any(control != sequential)  # the control's parameters were moved
+        np.testing.assert_allclose(control, sequential, rtol=1e-5)  # by rounding only
+    assert np.any(first != last)  # each control rounds its own way
