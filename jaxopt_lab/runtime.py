@@ -105,15 +105,44 @@ def default_compilation_cache() -> Path | None:
 def enable_compilation_cache(directory: str | Path) -> Path:
     """Keep every compiled XLA program in ``directory`` (JAX's persistent compilation
     cache), so a later process reuses what an earlier one compiled instead of compiling
-    it again: compile once per machine, not once per run. Entries are keyed on the
+    it again: compile once per machine, not once per run. JAX keys entries on the
     program, the JAX version and the device, so a stale entry is never used; deleting the
-    folder is always safe. Call it before the first compilation."""
-    directory = Path(directory).expanduser()
-    directory.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(directory))
+    folder is always safe. Call it before the first compilation.
+
+    The programs go to this host's subfolder (:func:`host_cache_folder`), which is
+    returned. XLA compiles CPU programs for the host's instruction sets, but JAX's key
+    names a CPU only as ``cpu``: hosts with different CPUs sharing one folder (a home on
+    a network drive) would load each other's programs, an older CPU rejecting them and
+    compiling again, a newer one able to run code built for fewer instructions than it has.
+    """
+    folder = host_cache_folder(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    return directory
+    return folder
+
+
+def host_cache_folder(directory: str | Path, flags: frozenset[str] | None = None) -> Path:
+    """This host's subfolder of a compilation-cache folder: ``<machine>-<digest>``, the
+    digest of the CPU's feature flags (``flags``, default :func:`cpu_flags`)."""
+    features = " ".join(sorted(cpu_flags() if flags is None else flags))
+    digest = hashlib.sha256(features.encode()).hexdigest()[:12]
+    return Path(directory).expanduser() / f"{platform.machine() or 'unknown'}-{digest}"
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (Linux's ``flags`` line on x86, ``Features`` on ARM);
+    where there is no such file, the processor's name as one flag."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset({platform.processor() or platform.machine()})
 
 
 def write_atomic(path: Path, payload: bytes) -> None:

@@ -47,6 +47,23 @@ def test_a_second_process_reuses_what_the_first_compiled(tmp_path):
     assert _run("off") == {"hits": 0, "misses": 0}  # without it, no cache is consulted
 
 
+def test_each_cpu_keeps_its_programs_in_its_own_subfolder(tmp_path):
+    def flags_of(flags: str) -> frozenset[str]:
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {flags}\n")
+        return runtime.cpu_flags(cpuinfo)
+
+    avx2, avx512 = flags_of("fpu sse2 avx avx2 fma"), flags_of("fpu sse2 avx avx2 fma avx512f")
+    assert avx2 == {"fpu", "sse2", "avx", "avx2", "fma"}
+    assert runtime.cpu_flags(tmp_path / "missing")  # no such file: the processor's name
+    cache = tmp_path / "xla"
+    folder = runtime.host_cache_folder(cache, avx2)
+    assert folder.parent == cache
+    assert runtime.host_cache_folder(cache, avx512) != folder  # another instruction set
+    assert runtime.host_cache_folder(cache, flags_of("fma avx2 avx sse2 fpu")) == folder
+    assert runtime.host_cache_folder(cache) == runtime.host_cache_folder(cache)  # this host
+
+
 def test_default_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("JAXOPT_LAB_COMPILATION_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -92,7 +109,7 @@ import json, sys
 from pathlib import Path
 import jax, jax.numpy as jnp, numpy as np
 from jaxopt_lab.runtime import enable_compilation_cache, exported_program
-enable_compilation_cache(sys.argv[1])
+folder = enable_compilation_cache(sys.argv[1])
 traces = []
 
 def layer(w, x):
@@ -107,7 +124,7 @@ expected = jax.jit(layer)(*args)
 print(json.dumps({
     "traced": traced,
     "equal": all(np.array_equal(a, b) for a, b in zip(got, expected)),
-    "files": sorted(path.name for path in (Path(sys.argv[1]) / "exported").iterdir()),
+    "files": sorted(path.name for path in (folder / "exported").iterdir()),
 }))
 """
 
@@ -131,7 +148,7 @@ def test_a_second_process_loads_the_exported_program_instead_of_tracing(tmp_path
     assert second == {**first, "traced": 0}  # same file, same results, nothing traced
     other, _ = _run_export(cache, "another layer")  # another program_id: its own program
     assert other["traced"] == 1 and other["equal"] and len(other["files"]) == 2
-    stored = cache / "exported" / first["files"][0]
+    stored = runtime.host_cache_folder(cache) / "exported" / first["files"][0]
     stored.write_bytes(b"not an exported program")
     repaired, warning = _run_export(cache, "layer")
     assert repaired["traced"] == 1 and repaired["equal"] and "unreadable" in warning
