@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sweep import LEARNING_RATES, SEEDS  # noqa: E402
 
 from jaxopt_lab.optim import make_optimizer  # noqa: E402
-from jaxopt_lab.runtime import device_info  # noqa: E402
+from jaxopt_lab.runtime import device_info, time_call  # noqa: E402
 from jaxopt_lab.training.data import load_dataset  # noqa: E402
 from jaxopt_lab.training.models import MLP  # noqa: E402
 from jaxopt_lab.training.step import evaluate, init_train_state, train_step  # noqa: E402
@@ -50,13 +49,7 @@ ADAM_ARRAYS = 7  # reads parameters, gradient, two moments; writes parameters, t
 
 def _fastest(function, *args, repeats: int) -> float:
     """Fastest of ``repeats`` calls after a warm-up, in seconds."""
-    jax.block_until_ready(function(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return time_call(function, *args, warmup=1, repeats=repeats).min_s
 
 
 def layer_shapes(model: MLP) -> list[tuple[int, int]]:
@@ -194,7 +187,10 @@ def main(argv: list[str] | None = None) -> dict:
     args.out.write_text(json.dumps(report, indent=2))
     gflop = report["matmul_gflop"]
     print(f"{runs} runs x {args.steps} steps: {gflop['train']:.1f} GFLOP of training products")
-    print(f"  + {gflop['curve']:.1f} GFLOP of evaluations ({EVALS + 1} points x 2 x 2000 images)")
+    print(
+        f"  + {gflop['curve']:.1f} GFLOP of evaluations "
+        f"({EVALS + 1} points x 2 x {EVAL_IMAGES} images)"
+    )
     print(
         f"  per step {gflop['step'] * 1e3:.2f} MFLOP (XLA, all ops: "
         f"{report['xla_gflop_per_step_and_evaluation']['step'] * 1e3:.2f}); per evaluation "
@@ -203,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     for name, rate in rates.items():
         print(f"  {name}: {rate:.1f} GFLOP/s")
     for name, rate in streams.items():
-        print(f"  a fused pass over {name}' parameters: {rate:.1f} GB/s")
+        print(f"  a fused pass over the parameters of {name}: {rate:.1f} GB/s")
     print(
         f"lower bound {bound:.2f} s (products {matmul_s:.2f} s at {best_rate:.0f} GFLOP/s, "
         f"Adam {adam_s:.2f} s); sequential {sequential:.2f} s running"
